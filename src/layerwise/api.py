@@ -1,0 +1,192 @@
+"""The Python entry points: train (and resume) a run, and the learning-rate range test."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+from .config import Config, dump_yaml, load_yaml, make_config
+from .errors import ConfigError, RunError
+
+RUNS_ROOT = "runs"
+
+
+def say(msg: str, quiet: bool = False) -> None:
+    if not quiet:
+        print(msg, file=sys.stderr)
+
+
+def resolve_config(data: Any = None, config: Optional[str] = None, **settings: Any) -> tuple[Config, Any]:
+    """Settings from a YAML file and keywords (keywords win); a torch module given as `model` is kept aside."""
+    module = settings.pop("model", None)
+    if module is not None and not isinstance(module, str):
+        settings["model"] = "auto"
+    elif module is not None:
+        settings["model"] = module
+    base = load_yaml(config) if config else {}
+    if isinstance(data, (str, Path)):
+        settings["data"] = str(data)
+    cfg = make_config(base, **settings)
+    return cfg, (None if isinstance(module, str) else module)
+
+
+def prepare_data(cfg: Config, data: Any = None, quiet: bool = False):
+    """Load the data (and explicit validation/test data) and split it as the settings say."""
+    from .data import load, prepare
+    from .tasks import infer_task, make_task
+
+    d = load(data if data is not None else cfg.data, target=cfg.target, image_size=cfg.image_size)
+    for note in d.notes:
+        say(note, quiet)
+    if d.y is None:
+        raise ConfigError("the data has no targets; give a target column (--target) or (X, y) arrays.")
+    if cfg.target is None and d.target is not None:
+        cfg.target = d.target
+    task_name = cfg.task
+    if task_name is None:
+        task_name, why = infer_task(d.y)
+        say(f"task: {task_name} ({why}; set --task to change)", quiet)
+        cfg.task = task_name
+    smoothing = cfg.label_smoothing if cfg.label_smoothing is not None else (0.1 if d.kind == "image" else 0.0)
+    task = make_task(task_name, loss=cfg.loss, label_smoothing=smoothing) if task_name == "classify" else \
+        make_task(task_name, loss=cfg.loss)
+    val = load(cfg.validation, target=cfg.target, image_size=_image_size(d)) if cfg.validation else None
+    test = load(cfg.test, target=cfg.target, image_size=_image_size(d)) if cfg.test else None
+    return prepare(d, task, cfg.val_fraction, cfg.test_fraction, cfg.seed, val, test)
+
+
+def _image_size(d) -> Optional[int]:
+    return d.x.shape[1] if d.kind == "image" and d.x.shape[1] == d.x.shape[2] else None
+
+
+def choose_precision(cfg: Config, model_name: str, device: str) -> tuple[bool, bool, str]:
+    """(bf16, channels_last, sentence): auto uses bf16 (+ channels-last) for conv nets where the hardware has bf16."""
+    import torch
+
+    conv = model_name in ("cnn", "resnet")
+    if cfg.precision == "fp32":
+        return False, False, "fp32 (as asked)"
+    native = torch.cuda.is_bf16_supported() if device.startswith("cuda") else cpu_has_bf16()
+    if cfg.precision == "bf16":
+        note = "" if native else " (this CPU has no native bf16: expect it to be slow)"
+        return True, conv, "bf16 autocast" + (" + channels-last" if conv else "") + note
+    if native and conv:
+        return True, True, "bf16 autocast + channels-last (auto: the hardware has native bf16; --precision fp32 to turn off)"
+    why = "no native bf16 on this hardware" if not native else "dense models gain little from bf16"
+    return False, False, f"fp32 (auto: {why})"
+
+
+def cpu_has_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def train(data: Any = None, *, resume: Optional[str | Path] = None, config: Optional[str] = None,
+          quiet: bool = False, **settings: Any):
+    """Train a model on `data` and return its Run.
+
+    Every setting of ``layerwise.config.Config`` is a keyword (``epochs=5, lr=3e-3, model="cnn"``); `model`
+    may also be your own ``torch.nn.Module``. ``resume=RUN`` continues a run from its last checkpoint.
+
+    Example: ``run = lw.train("digits", model="mlp", epochs=20)``.
+    """
+    import torch
+
+    from .models import build_model, count_parameters, default_model
+    from .run import FILES, Run, new_run_dir, write_json
+    from .train.callbacks import Augment, Checkpoint, EarlyStopping, MetricsLog, ProgressBar, TensorBoard
+    from .train.loop import Loop
+    from .train.state import load_latest
+
+    if resume is not None:
+        from .run import read_info
+
+        run_dir = Path(resume)
+        info = read_info(run_dir)
+        cfg, module = resolve_config(data, None, **{**load_yaml(run_dir / FILES["config"]), **settings})
+        if info.get("model") == "custom" and module is None:
+            raise RunError("this run was trained with your own nn.Module; pass it again: lw.train(data, "
+                           "model=MyModule(), resume=path).")
+        cfg.out = str(run_dir)
+    else:
+        cfg, module = resolve_config(data, config, **settings)
+        info = {}
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    prepared = prepare_data(cfg, data if not isinstance(data, (str, Path)) else None, quiet)
+    say(prepared.counts_table(), quiet)
+    spec, task = prepared.pre.spec(), prepared.task
+
+    torch.manual_seed(cfg.seed)
+    if module is not None:
+        model, model_name = module, "custom"
+    else:
+        model_name = default_model(spec) if cfg.model == "auto" else cfg.model
+        model = build_model(model_name, spec, task.out_dim, cfg)
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
+    bf16, channels_last, why = choose_precision(cfg, model_name, device)
+    say(f"model: {model_name} ({count_parameters(model):,} parameters); task: {task.describe()}; "
+        f"precision: {why}; device: {device}", quiet)
+
+    run_dir = Path(cfg.out) if cfg.out else new_run_dir(RUNS_ROOT, f"{_data_name(cfg)}-{model_name}")
+    if not resume and (run_dir / FILES["info"]).exists():
+        raise RunError(f"{str(run_dir)!r} already holds a run; pick another --out or continue it with --resume.")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    cfg.out = str(run_dir)
+    info = {**info, "model": model_name, "parameters": count_parameters(model), "task": task.name,
+            "data": cfg.data, "precision": "bf16" if bf16 else "fp32", "status": "running",
+            "created": info.get("created", time.strftime("%Y-%m-%d %H:%M:%S"))}
+    run = Run(run_dir, cfg, prepared.pre, task, model, info)
+    (run_dir / FILES["config"]).write_text(dump_yaml(cfg))
+    write_json(run_dir / FILES["schema"], run.schema())
+    write_json(run_dir / FILES["info"], info)
+
+    metric, mode = cfg.monitor or task.monitor[0], task.monitor[1]
+    if cfg.monitor and cfg.monitor != task.monitor[0]:
+        mode = "min" if cfg.monitor in ("loss", "rmse", "mae", "mse") else "max"
+    callbacks = []
+    if cfg.augment and spec["kind"] == "image":
+        callbacks.append(Augment(flip=spec["shape"][0] == 3))
+    if cfg.early_stopping and prepared.val is not None:
+        callbacks.append(EarlyStopping(metric, mode, cfg.early_stopping))
+    if cfg.progress and not quiet:
+        callbacks.append(ProgressBar(metric))
+    callbacks.append(MetricsLog(run_dir / FILES["metrics"]))
+    if cfg.tensorboard:
+        callbacks.append(TensorBoard(run_dir / FILES["tensorboard"]))
+    callbacks.append(Checkpoint(run_dir / FILES["checkpoint"], cfg.checkpoint_minutes))
+
+    val = (prepared.val.inputs, prepared.val.y) if prepared.val is not None else None
+    loop = Loop(model, task, cfg, (prepared.train.inputs, prepared.train.y), val, callbacks, device, bf16,
+                channels_last)
+    if resume is not None:
+        state, notes = load_latest(run_dir / FILES["checkpoint"])
+        for n in notes:
+            say(f"warning: {n} Using the previous checkpoint.", quiet)
+        loop.load_state_dict(state)
+        say(f"resuming {str(run_dir)!r} at epoch {loop.epoch + 1}, batch {loop.batch_idx}", quiet)
+    loop.fit()
+    run._loop = loop
+    if prepared.test is not None:
+        run._test = (prepared.test.inputs, prepared.test.y)
+        info["test_metrics"] = {k: v for k, v in run.evaluate().items()}
+    info["status"] = "done"
+    info["epochs_done"] = loop.epoch
+    info["history_tail"] = loop.history[-1] if loop.history else {}
+    run.save()
+    say(f"run: {run_dir}", quiet)
+    if "test_metrics" in info:
+        say("test: " + json.dumps({k: round(v, 4) for k, v in info["test_metrics"].items()}), quiet)
+    return run
+
+
+def _data_name(cfg: Config) -> str:
+    if not cfg.data:
+        return "data"
+    return Path(cfg.data).stem.replace(" ", "_")[:24] or "data"

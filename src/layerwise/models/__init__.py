@@ -1,0 +1,42 @@
+"""The model zoo. Every builder returns a plain torch.nn.Module."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import ConfigError
+
+CONV_MODELS = ("cnn", "resnet")
+
+
+def default_model(spec: dict) -> str:
+    """Images → cnn, anything else → mlp."""
+    return "cnn" if spec["kind"] == "image" else "mlp"
+
+
+def build_model(name: str, spec: dict, out_dim: int, cfg: Any):
+    """Build the named architecture for inputs described by `spec` (from the preprocessing)."""
+    from .cnn import CNN
+    from .mlp import MLP
+    from .resnet import ResNet
+
+    if name == "mlp":
+        if spec["kind"] == "table":
+            return MLP(spec["n_num"], out_dim, cfg.hidden or (256, 128), cfg.activation, cfg.dropout,
+                       cfg.batch_norm, spec["cat_sizes"])
+        n = 1
+        for s in spec["shape"]:
+            n *= s
+        return MLP(n, out_dim, cfg.hidden or (256, 128), cfg.activation, cfg.dropout, cfg.batch_norm)
+    if name in CONV_MODELS:
+        if spec["kind"] != "image":
+            raise ConfigError(f"model {name!r} needs images but the data is a {spec['kind']}; use --model mlp.")
+        if name == "cnn":
+            return CNN(spec["shape"], out_dim, cfg.channels or (32, 64, 128),
+                       (128,) if cfg.hidden is None else cfg.hidden, cfg.activation, cfg.dropout, cfg.batch_norm)
+        return ResNet(spec["shape"], out_dim, cfg.channels or (32, 64, 128), cfg.depth, cfg.dropout)
+    raise ConfigError(f"unknown model {name!r}; valid: mlp, cnn, resnet, or your own torch.nn.Module.")
+
+
+def count_parameters(model) -> int:
+    return sum(p.numel() for p in model.parameters())

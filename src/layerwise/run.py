@@ -1,0 +1,203 @@
+"""A run: the folder that holds everything about one training, and the object that uses it."""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+from .errors import DataError, RunError
+
+FILES = {"config": "config.yaml", "schema": "schema.json", "weights": "model.safetensors", "info": "run.json",
+         "metrics": "metrics.jsonl", "checkpoint": "checkpoint.safetensors", "tensorboard": "tb"}
+
+
+def new_run_dir(root: str | Path, name: str) -> Path:
+    """A fresh folder under root named by time and data, e.g. runs/20261123-141502-digits-cnn."""
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    base = Path(root) / f"{stamp}-{name}"
+    path, i = base, 1
+    while path.exists():
+        i += 1
+        path = base.with_name(f"{base.name}-{i}")
+    return path
+
+
+def write_json(path: Path, obj: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=1, default=_jsonable))
+    os.replace(tmp, path)
+
+
+def _jsonable(o: Any) -> Any:
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(f"cannot store {type(o).__name__} as JSON")
+
+
+def read_info(path: Path) -> dict:
+    """run.json of a run folder; a folder that is not a run raises RunError."""
+    path = Path(path)
+    if not path.is_dir():
+        raise RunError(f"run folder {str(path)!r} does not exist; list runs with `layerwise runs`.")
+    info = path / FILES["info"]
+    if not info.is_file() or not (path / FILES["schema"]).is_file():
+        raise RunError(f"{str(path)!r} is not a run folder (no run.json / schema.json); give a folder made by "
+                       "`layerwise train`.")
+    try:
+        return json.loads(info.read_text())
+    except json.JSONDecodeError:
+        raise RunError(f"{str(info)!r} is damaged; the run cannot be read.") from None
+
+
+class Run:
+    """A trained model with its preprocessing and task: evaluate, predict, save, load.
+
+    Example: ``run = lw.train("digits"); run.evaluate(); run.predict(X)``.
+    """
+
+    def __init__(self, path: Path, config: Any, pre: Any, task: Any, model: Any, info: dict,
+                 test: Any = None, loop: Any = None):
+        self.path, self.config, self.pre, self.task, self.model = Path(path), config, pre, task, model
+        self.info, self._test, self._loop = info, test, loop
+
+    def __repr__(self) -> str:
+        return f"Run({str(self.path)!r}, model={self.info.get('model')!r}, test={self.info.get('test_metrics')})"
+
+    @property
+    def history(self) -> list[dict]:
+        p = self.path / FILES["metrics"]
+        return [json.loads(line) for line in p.read_text().splitlines()] if p.is_file() else []
+
+    # ---- loading
+    @classmethod
+    def load(cls, path: str | Path, model: Any = None) -> "Run":
+        """Load a run folder (safetensors + JSON/YAML only, nothing unpickled).
+
+        A run trained with your own nn.Module needs that module (untrained) as `model`.
+        """
+        from safetensors.torch import load_file
+
+        from .config import load_yaml, make_config
+        from .data import preprocessor_from_dict
+        from .models import build_model
+        from .tasks import task_from_dict
+
+        path = Path(path)
+        info = read_info(path)
+        schema = json.loads((path / FILES["schema"]).read_text())
+        cfg = make_config(load_yaml(path / FILES["config"]))
+        pre, task = preprocessor_from_dict(schema["input"]), task_from_dict(schema["task"])
+        if model is None:
+            if schema["model"]["name"] == "custom":
+                raise RunError(f"run {str(path)!r} was trained with your own nn.Module; pass it: "
+                               "Run.load(path, model=MyModule()).")
+            model = build_model(schema["model"]["name"], pre.spec(), task.out_dim, cfg)
+        weights = path / FILES["weights"]
+        if not weights.is_file():
+            raise RunError(f"run {str(path)!r} has no trained weights yet (it did not finish); "
+                           "resume it with `layerwise train --resume`.")
+        try:
+            state = load_file(str(weights))
+        except Exception as e:
+            raise RunError(f"the weights in {str(weights)!r} are damaged ({e.__class__.__name__}).") from None
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as e:
+            raise RunError(f"the weights in {str(path)!r} do not fit the given model ({str(e).splitlines()[0]})") \
+                from None
+        model.eval()
+        return cls(path, cfg, pre, task, model, info)
+
+    def save(self, path: Optional[str | Path] = None) -> Path:
+        """Write (or copy) the run's files; with `path`, to a new folder."""
+        from safetensors.torch import save_file
+
+        from .config import dump_yaml
+
+        target = Path(path) if path else self.path
+        target.mkdir(parents=True, exist_ok=True)
+        (target / FILES["config"]).write_text(dump_yaml(self.config))
+        write_json(target / FILES["schema"], self.schema())
+        tmp = target / (FILES["weights"] + ".tmp")
+        save_file({k: v.detach().cpu().contiguous().clone() for k, v in self.model.state_dict().items()}, str(tmp))
+        os.replace(tmp, target / FILES["weights"])
+        write_json(target / FILES["info"], self.info)
+        if path:
+            self.path = target
+        return target
+
+    def schema(self) -> dict:
+        return {"input": self.pre.to_dict(), "task": self.task.to_dict(),
+                "model": {"name": self.info.get("model"), "spec": self.pre.spec(), "out_dim": self.task.out_dim}}
+
+    # ---- using
+    def _engine(self):
+        from .train.loop import Loop
+
+        if self._loop is None:
+            self._loop = Loop.__new__(Loop)  # inference only: no data, no optimizer
+            self._loop.model, self._loop.task = self.model, self.task
+            self._loop.device = next(self.model.parameters()).device
+            self._loop.bf16 = self.info.get("precision") == "bf16"
+            self._loop.channels_last = self._loop.bf16 and self.info.get("model") in ("cnn", "resnet")
+        return self._loop
+
+    def outputs(self, inputs: tuple):
+        return self._engine().outputs(inputs)
+
+    def evaluate(self, data: Any = None, confusion: bool = False) -> dict[str, float]:
+        """Metrics on the run's test split, or on `data` (its given test part if it has one, else all of it)."""
+        import torch
+
+        if data is None:
+            if self._test is None:
+                self._test = self._reload_test()
+            inputs, y = self._test
+        else:
+            from .data import load
+
+            d = load(data, target=self.config.target)
+            d = d.test or d
+            if d.y is None:
+                raise DataError("the data has no targets to evaluate against; give labelled data.")
+            inputs, y = self._transform(d), self.task.encode(d.y)
+        out = self.outputs(inputs)
+        y = torch.as_tensor(y)
+        metrics = {"loss": float(self.task.loss(out, y)), **self.task.metrics(out, y)}
+        if confusion and hasattr(self.task, "confusion"):
+            metrics["confusion_matrix"] = self.task.confusion(out, y)
+        return metrics
+
+    def _reload_test(self):
+        from .api import prepare_data
+
+        if not self.config.data:
+            raise DataError("this run was trained on in-memory data; pass the data to evaluate: run.evaluate(data).")
+        prepared = prepare_data(self.config, quiet=True)
+        if prepared.test is None:
+            raise DataError("this run has no test split (test_fraction=0); pass data to evaluate.")
+        return prepared.test.inputs, prepared.test.y
+
+    def _transform(self, d) -> tuple:
+        if self.pre.spec()["kind"] == "table":
+            if d.kind != "table":
+                raise DataError(f"the model expects a table with columns {', '.join(self.pre.columns)}.")
+            return self.pre.transform(d.x)
+        if d.kind == "table":
+            raise DataError(f"the model expects {self.pre.spec()['kind']} inputs of shape {self.pre.shape}, "
+                            "not a table.")
+        return self.pre.transform(d.x)
+
+    def predict(self, x: Any) -> dict[str, Any]:
+        """Predictions (and class probabilities) for arrays, a DataFrame, image files, or a CSV/.npz path."""
+        from .data.predict_inputs import to_data
+
+        d = to_data(x, self.pre, self.config.target)
+        return self.task.decode(self.outputs(self._transform(d)))

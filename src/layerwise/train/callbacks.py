@@ -1,0 +1,163 @@
+"""The callbacks every run uses: progress bar, metrics log, TensorBoard, checkpoints, early stopping, augmentation."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from .loop import Callback, Loop
+from .state import save_state
+
+
+class ProgressBar(Callback):
+    """A tqdm bar per epoch: loss, the last validation metric, samples/s."""
+
+    def __init__(self, metric: str):
+        self.metric, self.bar = metric, None
+
+    def on_epoch_start(self, loop: Loop) -> None:
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=len(loop.train_y), unit="sample", unit_scale=True, leave=True, file=sys.stderr,
+                        desc=f"epoch {loop.epoch + 1}/{loop.cfg.epochs}", dynamic_ncols=True,
+                        initial=min(len(loop.train_y), loop.batch_idx * loop.batch_size))
+        self.last = 0.0
+
+    def on_batch_end(self, loop: Loop) -> None:
+        self.bar.update(len(loop.y))
+        now = time.perf_counter()
+        if now - self.last > 0.5:
+            self.last = now
+            self.bar.set_postfix_str(f"loss {float(loop.loss_sum) / loop.loss_count:.4f}", refresh=False)
+
+    def on_epoch_end(self, loop: Loop) -> None:
+        h = loop.history[-1]
+        parts = [f"loss {h['train_loss']:.4f}"]
+        if f"val_{self.metric}" in h:
+            parts += [f"val_loss {h['val_loss']:.4f}", f"val_{self.metric} {h[f'val_{self.metric}']:.4f}"]
+        self.bar.set_postfix_str(", ".join(parts), refresh=True)
+        self.bar.close()
+
+
+class MetricsLog(Callback):
+    """Writes the history, one JSON line per epoch, to metrics.jsonl (rewritten whole, so resumes stay clean)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def on_epoch_end(self, loop: Loop) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text("".join(json.dumps(h) + "\n" for h in loop.history))
+        tmp.replace(self.path)
+
+
+class TensorBoard(Callback):
+    """Loss every 20 steps; learning rate and validation metrics every epoch."""
+
+    def __init__(self, logdir: Path, every: int = 20):
+        self.logdir, self.every, self.writer = logdir, every, None
+
+    def on_fit_start(self, loop: Loop) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.writer = SummaryWriter(str(self.logdir), purge_step=loop.step if loop.step else None)
+
+    def on_batch_end(self, loop: Loop) -> None:
+        if loop.step % self.every == 0:
+            self.writer.add_scalar("train/loss", float(loop.loss.detach()), loop.step)
+            self.writer.add_scalar("train/lr", loop.optimizer.param_groups[0]["lr"], loop.step)
+
+    def on_epoch_end(self, loop: Loop) -> None:
+        for k, v in loop.history[-1].items():
+            if k.startswith("val_") and isinstance(v, float) and math.isfinite(v):
+                self.writer.add_scalar(f"val/{k[4:]}", v, loop.epoch)
+        self.writer.add_scalar("epoch/train_loss", loop.history[-1]["train_loss"], loop.epoch)
+        self.writer.flush()
+
+    def on_fit_end(self, loop: Loop) -> None:
+        self.writer.close()
+
+
+class Checkpoint(Callback):
+    """Saves the whole training state atomically at each epoch end and every `minutes` within an epoch."""
+
+    def __init__(self, path: Path, minutes: float = 5.0):
+        self.path, self.seconds = path, minutes * 60
+
+    def on_fit_start(self, loop: Loop) -> None:
+        self.last = time.monotonic()
+
+    def on_batch_end(self, loop: Loop) -> None:
+        if time.monotonic() - self.last > self.seconds and loop.batch_idx < loop.steps_per_epoch:
+            self.save(loop)
+
+    def on_epoch_end(self, loop: Loop) -> None:
+        self.save(loop)
+
+    def save(self, loop: Loop) -> None:
+        save_state(loop.state_dict(), self.path)
+        self.last = time.monotonic()
+
+
+class EarlyStopping(Callback):
+    """Stops when the monitored validation metric has not improved for `patience` epochs; restores the best weights."""
+
+    def __init__(self, metric: str, mode: str, patience: int):
+        self.metric, self.mode, self.patience = metric, mode, patience
+        self.best: Optional[float] = None
+        self.best_epoch, self.best_weights = 0, None
+
+    def on_validation_end(self, loop: Loop) -> None:
+        value = loop.val_metrics.get(self.metric)
+        if value is None or not math.isfinite(value):
+            return
+        better = self.best is None or (value > self.best if self.mode == "max" else value < self.best)
+        if better:
+            self.best, self.best_epoch = value, loop.epoch + 1
+            self.best_weights = {k: v.detach().clone() for k, v in loop.model.state_dict().items()}
+        elif loop.epoch + 1 - self.best_epoch >= self.patience:
+            loop.stop = True
+            print(f"early stopping: val_{self.metric} has not improved for {self.patience} epochs "
+                  f"(best {self.best:.4f} at epoch {self.best_epoch})", file=sys.stderr)
+
+    def on_fit_end(self, loop: Loop) -> None:
+        if self.best_weights is not None:
+            loop.model.load_state_dict(self.best_weights)
+
+    def state_dict(self) -> dict:
+        return {"best": self.best, "best_epoch": self.best_epoch, "best_weights": self.best_weights}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best, self.best_epoch, self.best_weights = state["best"], state["best_epoch"], state["best_weights"]
+
+
+class Augment(Callback):
+    """Random ±2 px shifts on training images, plus left-right flips for colour photos."""
+
+    def __init__(self, flip: bool, pad: int = 2):
+        self.flip, self.pad = flip, pad
+        self.generator = torch.Generator()
+
+    def on_epoch_start(self, loop: Loop) -> None:
+        if loop.batch_idx == 0:
+            self.generator.manual_seed(loop.cfg.seed * 7919 + loop.epoch)
+
+    def on_batch_start(self, loop: Loop) -> None:
+        from ..data.augment import random_flip, random_shift
+
+        x = random_shift(loop.inputs[0], self.pad, self.generator)
+        if self.flip:
+            x = random_flip(x, self.generator)
+        loop.inputs = loop.batch_inputs((x,) + tuple(loop.inputs[1:]))
+
+    def state_dict(self) -> dict:
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(state["generator"])

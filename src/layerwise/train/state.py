@@ -1,0 +1,87 @@
+"""Saving nested training state without pickle: tensors to safetensors, everything else to JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import RunError
+
+
+def flatten(obj: Any, prefix: str, tensors: dict[str, torch.Tensor]) -> Any:
+    """Replace every tensor inside nested dicts/lists by a reference; collect the tensors."""
+    if isinstance(obj, torch.Tensor):
+        key = prefix or "root"
+        tensors[key] = obj.detach().cpu().contiguous().clone()
+        return {"__tensor__": key}
+    if isinstance(obj, dict):
+        return {"__dict__": [[_key(k), flatten(v, f"{prefix}.{k}", tensors)] for k, v in obj.items()]}
+    if isinstance(obj, (list, tuple)):
+        return [flatten(v, f"{prefix}.{i}", tensors) for i, v in enumerate(obj)]
+    return obj
+
+
+def unflatten(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    if isinstance(obj, dict) and "__tensor__" in obj:
+        return tensors[obj["__tensor__"]]
+    if isinstance(obj, dict) and "__dict__" in obj:
+        return {_unkey(k): unflatten(v, tensors) for k, v in obj["__dict__"]}
+    if isinstance(obj, list):
+        return [unflatten(v, tensors) for v in obj]
+    return obj
+
+
+def _key(k: Any) -> Any:
+    return {"int": k} if isinstance(k, int) else k
+
+
+def _unkey(k: Any) -> Any:
+    return k["int"] if isinstance(k, dict) else k
+
+
+def save_state(state: dict, path: Path) -> None:
+    """Write state atomically (temp file, fsync, rename); the previous file is kept as *.prev."""
+    from safetensors.torch import save_file
+
+    tensors: dict[str, torch.Tensor] = {}
+    meta = flatten(state, "", tensors)
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(tmp), metadata={"state": json.dumps(meta)})
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    if path.exists():
+        os.replace(path, path.with_name(path.name + ".prev"))
+    os.replace(tmp, path)
+
+
+def load_state(path: Path) -> dict:
+    """Read a state file; a damaged file raises RunError."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = json.loads(f.metadata()["state"])
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as e:  # safetensors raises several types for damaged files
+        raise RunError(f"checkpoint {str(path)!r} is damaged ({e.__class__.__name__}); it cannot be used.") from None
+    return unflatten(meta, tensors)
+
+
+def load_latest(path: Path) -> tuple[dict, list[str]]:
+    """Load path, falling back to path.prev if path is damaged; returns (state, warnings)."""
+    notes = []
+    for p in (path, path.with_name(path.name + ".prev")):
+        if not p.exists():
+            continue
+        try:
+            return load_state(p), notes
+        except RunError as e:
+            notes.append(str(e))
+    raise RunError(
+        f"no usable checkpoint in {str(path.parent)!r}" + (f" ({notes[0]})" if notes else "")
+        + "; train the run again without --resume."
+    )
