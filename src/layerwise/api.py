@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
-from .config import Config, dump_yaml, load_yaml, make_config
+from .config import dump_yaml, load_yaml, make_config
 from .errors import ConfigError, RunError
 
 RUNS_ROOT = "runs"
@@ -19,7 +19,7 @@ def say(msg: str, quiet: bool = False) -> None:
         print(msg, file=sys.stderr)
 
 
-def resolve_config(data: Any = None, config: Optional[str] = None, **settings: Any) -> tuple[Config, Any]:
+def resolve_config(data: Any = None, config: Optional[str] = None, **settings: Any) -> tuple[Any, Any]:
     """Settings from a YAML file and keywords (keywords win); a torch module given as `model` is kept aside."""
     module = settings.pop("model", None)
     if module is not None and not isinstance(module, str):
@@ -33,7 +33,7 @@ def resolve_config(data: Any = None, config: Optional[str] = None, **settings: A
     return cfg, (None if isinstance(module, str) else module)
 
 
-def prepare_data(cfg: Config, data: Any = None, quiet: bool = False):
+def prepare_data(cfg, data: Any = None, quiet: bool = False):
     """Load the data (and explicit validation/test data) and split it as the settings say."""
     from .data import load, prepare
     from .tasks import infer_task, make_task
@@ -62,7 +62,7 @@ def _image_size(d) -> Optional[int]:
     return d.x.shape[1] if d.kind == "image" and d.x.shape[1] == d.x.shape[2] else None
 
 
-def choose_precision(cfg: Config, model_name: str, device: str) -> tuple[bool, bool, str]:
+def choose_precision(cfg, model_name: str, device: str) -> tuple[bool, bool, str]:
     """(bf16, channels_last, sentence): auto uses bf16 (+ channels-last) for conv nets where the hardware has bf16."""
     import torch
 
@@ -100,16 +100,19 @@ def train(data: Any = None, *, resume: Optional[str | Path] = None, config: Opti
 
     from .models import build_model, count_parameters, default_model
     from .run import FILES, Run, new_run_dir, write_json
-    from .train.callbacks import Augment, Checkpoint, EarlyStopping, MetricsLog, ProgressBar, TensorBoard
-    from .train.loop import Loop
-    from .train.state import load_latest
+    from .fit.callbacks import Augment, Checkpoint, EarlyStopping, MetricsLog, ProgressBar, TensorBoard
+    from .fit.loop import Loop
+    from .fit.state import load_latest
 
     if resume is not None:
         from .run import read_info
 
         run_dir = Path(resume)
         info = read_info(run_dir)
-        cfg, module = resolve_config(data, None, **{**load_yaml(run_dir / FILES["config"]), **settings})
+        saved = {**load_yaml(run_dir / FILES["config"]), **settings}
+        recorded = saved.pop("data", None)
+        data = recorded if data is None else data
+        cfg, module = resolve_config(data, None, **saved)
         if info.get("model") == "custom" and module is None:
             raise RunError("this run was trained with your own nn.Module; pass it again: lw.train(data, "
                            "model=MyModule(), resume=path).")
@@ -186,7 +189,7 @@ def train(data: Any = None, *, resume: Optional[str | Path] = None, config: Opti
     return run
 
 
-def _data_name(cfg: Config) -> str:
+def _data_name(cfg) -> str:
     if not cfg.data:
         return "data"
     return Path(cfg.data).stem.replace(" ", "_")[:24] or "data"

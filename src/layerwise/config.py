@@ -1,13 +1,13 @@
-"""The one settings schema: Python keywords, CLI flags and YAML files all name these fields."""
+"""The one settings schema: Python keywords, CLI flags and YAML files all name these fields.
+
+The schema is a plain table (SETTINGS) so that the command line can list it without importing pydantic;
+the validated `Config` class is built from it on first use.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal, Optional
-
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-
-from .errors import ConfigError
+from typing import Any, NamedTuple, Optional
 
 TASKS = ("classify", "regress")
 MODELS = ("auto", "mlp", "cnn", "resnet")
@@ -18,130 +18,141 @@ LOSSES = ("cross_entropy", "mse", "mae", "huber")
 PRECISIONS = ("auto", "fp32", "bf16")
 
 
-class Config(BaseModel):
-    """Every setting of a training run, with its default. Unknown names are rejected."""
+class Setting(NamedTuple):
+    name: str
+    type: type  # str, int, float, bool or list (of ints)
+    default: Any
+    help: str
+    bounds: dict = {}  # pydantic constraints: ge, gt, lt, le
+    choices: tuple = ()
+    optional: bool = False
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
+S = Setting
+SETTINGS: list[Setting] = [
     # data
-    data: Optional[str] = Field(None, description="data source: a path or a built-in name (recorded in the run)")
-    target: Optional[str] = Field(None, description="column to predict in a table")
-    validation: Optional[str] = Field(None, description="explicit validation data (path); train data used whole")
-    test: Optional[str] = Field(None, description="explicit test data (path)")
-    val_fraction: float = Field(0.1, ge=0.0, lt=1.0, description="share of the training data held out to validate")
-    test_fraction: float = Field(0.2, ge=0.0, lt=1.0, description="share held out to test when no test split is given")
-    image_size: Optional[int] = Field(None, gt=0, description="resize images to this size (default: median size)")
-    augment: bool = Field(False, description="random shifts (and flips for photos) on training images")
+    S("data", str, None, "data source: a path or a built-in name (recorded in the run)", optional=True),
+    S("target", str, None, "column to predict in a table (default: the last column)", optional=True),
+    S("validation", str, None, "explicit validation data (path); the training data is then used whole", optional=True),
+    S("test", str, None, "explicit test data (path)", optional=True),
+    S("val_fraction", float, 0.1, "share of the training data held out to validate", {"ge": 0, "lt": 1}),
+    S("test_fraction", float, 0.2, "share held out to test when no test split is given", {"ge": 0, "lt": 1}),
+    S("image_size", int, None, "resize images to this size (default: their median size)", {"gt": 0}, optional=True),
+    S("augment", bool, False, "random shifts (and flips for colour photos) of training images"),
     # task
-    task: Optional[str] = Field(None, description=f"one of {', '.join(TASKS)} (default: inferred from the target)")
-    loss: Optional[str] = Field(None, description=f"one of {', '.join(LOSSES)} (default: from the task)")
-    label_smoothing: Optional[float] = Field(None, ge=0.0, lt=1.0, description="for classify (default 0.1 for images)")
+    S("task", str, None, "what to learn (default: inferred from the target)", choices=TASKS, optional=True),
+    S("loss", str, None, "loss function (default: the task's)", choices=LOSSES, optional=True),
+    S("label_smoothing", float, None, "classification label smoothing (default 0.1 for images, else 0)",
+      {"ge": 0, "lt": 1}, optional=True),
     # model
-    model: str = Field("auto", description=f"one of {', '.join(MODELS)} (default: from the data)")
-    hidden: Optional[list[int]] = Field(None, description="hidden layer sizes of the MLP, e.g. 256,128")
-    activation: str = Field("relu", description=f"one of {', '.join(ACTIVATIONS)}")
-    dropout: float = Field(0.1, ge=0.0, lt=1.0, description="dropout probability in dense layers")
-    batch_norm: bool = Field(True, description="batch normalisation in hidden layers")
-    channels: Optional[list[int]] = Field(None, description="conv channels per block (cnn) or per stage (resnet)")
-    depth: int = Field(2, ge=1, le=16, description="residual blocks per stage (resnet)")
+    S("model", str, "auto", "architecture (default: cnn for images, mlp otherwise)", choices=MODELS),
+    S("hidden", list, None, "dense hidden layer sizes, e.g. 256,128", optional=True),
+    S("activation", str, "relu", "activation of hidden layers", choices=ACTIVATIONS),
+    S("dropout", float, 0.1, "dropout probability in dense layers", {"ge": 0, "lt": 1}),
+    S("batch_norm", bool, True, "batch normalisation in hidden layers"),
+    S("channels", list, None, "conv channels per block (cnn) or stage (resnet), e.g. 32,64,128", optional=True),
+    S("depth", int, 2, "residual blocks per stage (resnet)", {"ge": 1, "le": 16}),
     # optimisation
-    epochs: int = Field(10, ge=1, description="passes over the training data")
-    batch_size: int = Field(128, ge=1, description="samples per step")
-    lr: Optional[float] = Field(None, gt=0.0, description="peak learning rate (default: 3e-3 for Adam-type, 0.05 for SGD)")
-    optimizer: str = Field("adamw", description=f"one of {', '.join(OPTIMIZERS)}")
-    momentum: float = Field(0.9, ge=0.0, lt=1.0, description="SGD momentum (or RMSprop momentum)")
-    nesterov: bool = Field(False, description="Nesterov momentum for SGD")
-    weight_decay: float = Field(0.01, ge=0.0, description="L2 penalty (decoupled for AdamW)")
-    schedule: str = Field("onecycle", description=f"one of {', '.join(SCHEDULES)}")
-    warmup: float = Field(0.0, ge=0.0, lt=1.0, description="share of steps spent warming up the learning rate")
-    step_every: int = Field(30, ge=1, description="epochs between lr drops for the step schedule")
-    step_gamma: float = Field(0.1, gt=0.0, le=1.0, description="lr multiplier at each drop of the step schedule")
-    grad_clip: Optional[float] = Field(None, gt=0.0, description="clip the gradient norm to this value")
-    precision: str = Field("auto", description=f"one of {', '.join(PRECISIONS)}")
-    early_stopping: Optional[int] = Field(None, ge=1, description="stop after this many epochs without improvement")
-    monitor: Optional[str] = Field(None, description="validation metric for early stopping (default: task's)")
-    seed: int = Field(0, description="seed for splits, initialisation and shuffling")
-    device: str = Field("auto", description="cpu, cuda, or auto")
-    threads: Optional[int] = Field(None, ge=1, description="CPU threads for torch (default: torch's choice)")
+    S("epochs", int, 10, "passes over the training data", {"ge": 1}),
+    S("batch_size", int, 128, "samples per step", {"ge": 1}),
+    S("lr", float, None, "peak learning rate (default: 3e-3 Adam/AdamW, 0.05 SGD, 1e-3 RMSprop)", {"gt": 0},
+      optional=True),
+    S("optimizer", str, "adamw", "optimizer", choices=OPTIMIZERS),
+    S("momentum", float, 0.9, "momentum of SGD and RMSprop", {"ge": 0, "lt": 1}),
+    S("nesterov", bool, False, "Nesterov momentum for SGD"),
+    S("weight_decay", float, 0.01, "weight decay (decoupled for AdamW); not on biases and norms", {"ge": 0}),
+    S("schedule", str, "onecycle", "learning-rate schedule", choices=SCHEDULES),
+    S("warmup", float, 0.0, "share of steps spent warming up (onecycle: 0.25 when 0)", {"ge": 0, "lt": 1}),
+    S("step_every", int, 30, "epochs between drops of the step schedule", {"ge": 1}),
+    S("step_gamma", float, 0.1, "learning-rate multiplier at each drop of the step schedule", {"gt": 0, "le": 1}),
+    S("grad_clip", float, None, "clip the gradient norm to this value", {"gt": 0}, optional=True),
+    S("precision", str, "auto", "auto: bf16 autocast for conv nets where the hardware has native bf16",
+      choices=PRECISIONS),
+    S("early_stopping", int, None, "stop after this many epochs without validation improvement", {"ge": 1},
+      optional=True),
+    S("monitor", str, None, "validation metric for early stopping (default: accuracy or rmse)", optional=True),
+    S("seed", int, 0, "seed for splits, initialisation, shuffling and augmentation"),
+    S("device", str, "auto", "cpu, cuda, or auto"),
+    S("threads", int, None, "CPU threads for torch (default: torch's choice)", {"ge": 1}, optional=True),
     # output
-    out: Optional[str] = Field(None, description="run folder (default: a new folder under runs/)")
-    checkpoint_minutes: float = Field(5.0, gt=0, description="minutes between checkpoints within an epoch")
-    progress: bool = Field(True, description="show a progress bar")
-    tensorboard: bool = Field(True, description="write TensorBoard event files into the run")
+    S("out", str, None, "run folder (default: a new folder under runs/)", optional=True),
+    S("checkpoint_minutes", float, 5.0, "minutes between checkpoints within an epoch", {"gt": 0}),
+    S("progress", bool, True, "show a progress bar"),
+    S("tensorboard", bool, True, "write TensorBoard event files into the run"),
+]
+del S
 
-    @field_validator("task")
-    @classmethod
-    def _task(cls, v):
-        return _one_of("task", v, TASKS)
-
-    @field_validator("model")
-    @classmethod
-    def _model(cls, v):
-        return v if not isinstance(v, str) else _one_of("model", v, MODELS)
-
-    @field_validator("optimizer")
-    @classmethod
-    def _optimizer(cls, v):
-        return _one_of("optimizer", v, OPTIMIZERS)
-
-    @field_validator("schedule")
-    @classmethod
-    def _schedule(cls, v):
-        return _one_of("schedule", v, SCHEDULES)
-
-    @field_validator("activation")
-    @classmethod
-    def _activation(cls, v):
-        return _one_of("activation", v, ACTIVATIONS)
-
-    @field_validator("loss")
-    @classmethod
-    def _loss(cls, v):
-        return _one_of("loss", v, LOSSES)
-
-    @field_validator("precision")
-    @classmethod
-    def _precision(cls, v):
-        return _one_of("precision", v, PRECISIONS)
-
-    @field_validator("hidden", "channels", mode="before")
-    @classmethod
-    def _int_list(cls, v):
-        if isinstance(v, str):
-            try:
-                return [int(s) for s in v.replace(" ", "").split(",") if s]
-            except ValueError:
-                raise ValueError(f"expected comma-separated whole numbers such as 256,128, got {v!r}") from None
-        return v
+_CONFIG = None
 
 
-def _one_of(name: str, value: Any, allowed: tuple[str, ...]) -> Any:
-    if value is None:
-        return None
-    v = str(value).lower().replace("-", "_")
-    if v not in allowed:
-        raise ValueError(f"unknown {name} {value!r}; valid: {', '.join(allowed)}")
-    return v
+def __getattr__(name: str) -> Any:
+    if name == "Config":
+        return config_class()
+    raise AttributeError(name)
 
 
-def make_config(base: Optional[dict] = None, **overrides: Any) -> Config:
+def config_class():
+    """The pydantic model built from SETTINGS (once): unknown names and out-of-range values are rejected."""
+    global _CONFIG
+    if _CONFIG is not None:
+        return _CONFIG
+    from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
+
+    fields = {}
+    for s in SETTINGS:
+        t = list[int] if s.type is list else s.type
+        fields[s.name] = (Optional[t] if s.optional else t, Field(s.default, description=s.help, **s.bounds))
+
+    class Base(BaseModel):
+        model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+        @field_validator(*[s.name for s in SETTINGS if s.choices], mode="before", check_fields=False)
+        @classmethod
+        def _choice(cls, v, info):
+            if v is None:
+                return v
+            allowed = next(s.choices for s in SETTINGS if s.name == info.field_name)
+            key = str(v).lower().replace("-", "_")
+            if key not in allowed:
+                raise ValueError(f"unknown {info.field_name} {v!r}; valid: {', '.join(allowed)}")
+            return key
+
+        @field_validator(*[s.name for s in SETTINGS if s.type is list], mode="before", check_fields=False)
+        @classmethod
+        def _int_list(cls, v):
+            if isinstance(v, str):
+                try:
+                    return [int(x) for x in v.replace(" ", "").split(",") if x]
+                except ValueError:
+                    raise ValueError(f"expected comma-separated whole numbers such as 256,128, got {v!r}") from None
+            return v
+
+    _CONFIG = create_model("Config", __base__=Base, __doc__="Every setting of a training run.", **fields)
+    return _CONFIG
+
+
+def make_config(base: Optional[dict] = None, **overrides: Any):
     """Validate settings (from a dict, a YAML file's contents, or keywords) into a Config."""
-    values = {**(base or {}), **{k: v for k, v in overrides.items()}}
+    from pydantic import ValidationError
+
+    from .errors import ConfigError
+
     try:
-        return Config(**values)
+        values = {k: str(v) if isinstance(v, Path) else v for k, v in {**(base or {}), **overrides}.items()}
+        return config_class()(**values)
     except ValidationError as e:
         raise ConfigError(_explain(e)) from None
 
 
-def _explain(e: ValidationError) -> str:
+def _explain(e) -> str:
     parts = []
     for err in e.errors():
         name = ".".join(str(x) for x in err["loc"]) or "settings"
         if err["type"] == "extra_forbidden":
-            parts.append(f"unknown setting {name!r}; valid settings: {', '.join(Config.model_fields)}")
+            parts.append(f"unknown setting {name!r}; valid settings: {', '.join(s.name for s in SETTINGS)}")
         else:
             msg = err["msg"].removeprefix("Value error, ")
-            parts.append(f"setting {name}={err.get('input')!r} is not allowed: {msg}")
+            parts.append(f"setting {name}={err.get('input')} is not allowed: {msg}")
     return "; ".join(parts) + "."
 
 
@@ -149,20 +160,23 @@ def load_yaml(path: str | Path) -> dict:
     """Read a YAML settings file into a dict (safe loader, no objects)."""
     import yaml
 
+    from .errors import ConfigError
+
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"config file {str(p)!r} does not exist; give the path of a YAML file.")
     try:
         data = yaml.safe_load(p.read_text()) or {}
     except yaml.YAMLError as e:
-        raise ConfigError(f"config file {str(p)!r} is not valid YAML ({e.__class__.__name__}); fix the syntax.") from None
+        raise ConfigError(f"config file {str(p)!r} is not valid YAML ({e.__class__.__name__}); fix the syntax.") \
+            from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file {str(p)!r} must hold a mapping of setting: value.")
     return {k.replace("-", "_"): v for k, v in data.items()}
 
 
-def dump_yaml(cfg: Config) -> str:
-    """The resolved settings as YAML, in the schema's field order."""
+def dump_yaml(cfg) -> str:
+    """The resolved settings as YAML, in the schema's order."""
     import yaml
 
     return yaml.safe_dump(cfg.model_dump(), sort_keys=False)

@@ -139,7 +139,7 @@ class Run:
 
     # ---- using
     def _engine(self):
-        from .train.loop import Loop
+        from .fit.loop import Loop
 
         if self._loop is None:
             self._loop = Loop.__new__(Loop)  # inference only: no data, no optimizer

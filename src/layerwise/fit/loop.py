@@ -15,7 +15,7 @@ EVENTS = ("fit_start", "epoch_start", "batch_start", "after_loss", "after_backwa
 
 
 class Callback:
-    """Override on_<event>(loop) for any of EVENTS; set loop.stop = True to end training after this epoch."""
+    """Override on_<event>(loop) for any of EVENTS; set loop.stop = True to end training (after the current batch)."""
 
     def state_dict(self) -> dict:
         return {}
@@ -81,14 +81,14 @@ class Loop:
             self.model.train()
             self.epoch_start, self.loss_sum, self.loss_count = time.perf_counter(), 0.0, 0
             self.fire("epoch_start")
-            while self.batch_idx < self.steps_per_epoch:
+            while self.batch_idx < self.steps_per_epoch and not self.stop:
                 idx = perm[self.batch_idx * bs:(self.batch_idx + 1) * bs]
                 self.inputs = self.batch_inputs(tuple(x[idx] for x in self.train_inputs))
                 self.y = self.train_y[idx]
-                self.fire("batch_start")
                 f = lr_factor(self.step, self.total_steps, self.cfg, self.steps_per_epoch)
                 for group, base in zip(self.optimizer.param_groups, self.base_lrs):
                     group["lr"] = base * f
+                self.fire("batch_start")
                 self.step_fn(self)
                 self.loss_sum += self.loss.detach()
                 self.loss_count += 1

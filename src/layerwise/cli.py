@@ -1,0 +1,198 @@
+"""The `layerwise` command. Thin: parse, then call the Python API. Torch is imported only when needed."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from pathlib import Path
+from typing import Optional
+
+from .config import SETTINGS
+from .errors import LayerwiseError
+
+EPILOG = """examples:
+  layerwise train digits
+  layerwise train mnist.npz --model cnn --epochs 3
+  layerwise train table.csv --target price --task regress
+  layerwise evaluate runs/<run> --json
+  layerwise predict runs/<run> image.png
+"""
+
+
+def _add_settings(p: argparse.ArgumentParser) -> None:
+    """One flag per field of the settings schema, same names (underscores become dashes)."""
+    g = p.add_argument_group("settings (also accepted as keywords in Python and keys in --config YAML)")
+    for s in SETTINGS:
+        if s.name == "data":
+            continue
+        flag = "--" + s.name.replace("_", "-")
+        help_ = f"{s.help} (default: {s.default})"
+        if s.choices:
+            help_ = f"{s.help}: {', '.join(s.choices)} (default: {s.default})"
+        if s.type is bool:
+            g.add_argument(flag, dest=s.name, action=argparse.BooleanOptionalAction, default=None, help=help_)
+        else:
+            metavar = {int: "N", float: "X", list: "N,N"}.get(s.type, "NAME" if s.choices else "VALUE")
+            g.add_argument(flag, dest=s.name, default=None, metavar=metavar, help=help_)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="layerwise", description="Deep learning from your data in one command.",
+                                epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version="layerwise 0.1.0")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    t = sub.add_parser("train", help="train a model on data (a path or a built-in name: digits, mnist)")
+    t.add_argument("source", nargs="?", metavar="DATA", help="data: folder of images, CSV/Parquet, .npz, or a name")
+    t.add_argument("--config", metavar="YAML", help="read settings from a YAML file (flags win)")
+    t.add_argument("--resume", metavar="RUN", help="continue a run from its last checkpoint")
+    _add_settings(t)
+
+    e = sub.add_parser("evaluate", help="metrics of a run on its test split or on given data")
+    e.add_argument("run", metavar="RUN")
+    e.add_argument("source", nargs="?", metavar="DATA")
+    e.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
+
+    pr = sub.add_parser("predict", help="predictions for image files, a CSV or an .npz")
+    pr.add_argument("run", metavar="RUN")
+    pr.add_argument("inputs", nargs="+", metavar="INPUT")
+    pr.add_argument("--json", action="store_true", help="print predictions as JSON")
+    pr.add_argument("--out", metavar="CSV", help="write predictions (and probabilities) to a CSV file")
+
+    r = sub.add_parser("runs", help="list runs with their key metrics")
+    r.add_argument("root", nargs="?", default="runs", metavar="FOLDER")
+
+    lf = sub.add_parser("lr-find", help="learning-rate range test: saves a plot, suggests a value")
+    lf.add_argument("source", metavar="DATA")
+    lf.add_argument("--config", metavar="YAML")
+    lf.add_argument("--plot", metavar="PNG", default="lr_find.png", help="where to save the plot")
+    _add_settings(lf)
+    return p
+
+
+def _settings(args: argparse.Namespace) -> dict:
+    return {s.name: getattr(args, s.name) for s in SETTINGS if getattr(args, s.name, None) is not None}
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return 0
+    warnings.showwarning = lambda msg, *a, **k: print(f"warning: {msg}", file=sys.stderr)
+    try:
+        return COMMANDS[args.command](args) or 0
+    except LayerwiseError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("interrupted; resume a training with `layerwise train --resume RUN`.", file=sys.stderr)
+        return 130
+    except Exception as e:  # an internal error: short message, the traceback only on request
+        if "--debug" in sys.argv or __import__("os").environ.get("LAYERWISE_DEBUG"):
+            raise
+        print(f"internal error: {e.__class__.__name__}: {e} (set LAYERWISE_DEBUG=1 for the traceback; "
+              "please report it)", file=sys.stderr)
+        return 1
+
+
+def cmd_train(args) -> int:
+    from .api import train
+    from .errors import ConfigError
+
+    if not args.source and not args.resume:
+        raise ConfigError("give the data to train on, e.g. `layerwise train digits`, or --resume RUN.")
+    train(args.source, resume=args.resume, config=args.config, **_settings(args))
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from .run import Run
+
+    metrics = Run.load(args.run).evaluate(args.source, confusion=not args.json)
+    if args.json:
+        print(json.dumps(metrics))
+        return 0
+    cm = metrics.pop("confusion_matrix", None)
+    for k, v in metrics.items():
+        print(f"{k:>10}  {v:.4f}")
+    if cm is not None and len(cm) <= 20:
+        print("confusion matrix (rows: true, columns: predicted)")
+        for row in cm:
+            print(" ".join(f"{v:>6}" for v in row))
+    return 0
+
+
+def cmd_predict(args) -> int:
+    import numpy as np
+
+    from .run import Run
+
+    run = Run.load(args.run)
+    out = run.predict(args.inputs if len(args.inputs) > 1 else args.inputs[0])
+    preds, probs = out["prediction"], out.get("probabilities")
+    labels = _input_labels(args.inputs, len(preds))
+    if args.out:
+        import pandas as pd
+
+        df = pd.DataFrame({"input": labels, "prediction": list(preds)})
+        if probs is not None:
+            for i, c in enumerate(run.task.classes):
+                df[f"p_{c}"] = probs[:, i]
+        df.to_csv(args.out, index=False)
+        print(f"wrote {len(df)} predictions to {args.out}", file=sys.stderr)
+    elif args.json:
+        rows = [{"input": s, "prediction": _py(p)} for s, p in zip(labels, preds)]
+        if probs is not None:
+            for r, pr in zip(rows, probs):
+                r["probabilities"] = {str(c): float(v) for c, v in zip(run.task.classes, pr)}
+        print(json.dumps(rows))
+    else:
+        for i, (s, p) in enumerate(zip(labels, preds)):
+            conf = f"  ({float(np.max(probs[i])):.3f})" if probs is not None else ""
+            print(f"{s}\t{_py(p)}{conf}")
+    return 0
+
+
+def _input_labels(inputs: list[str], n: int) -> list[str]:
+    if len(inputs) == n:
+        return list(inputs)
+    return [f"{inputs[0]}[{i}]" for i in range(n)]
+
+
+def _py(v):
+    return v.item() if hasattr(v, "item") else v
+
+
+def cmd_runs(args) -> int:
+    from .run import read_info
+
+    root = Path(args.root)
+    dirs = sorted(p for p in root.iterdir() if (p / "run.json").is_file()) if root.is_dir() else []
+    if not dirs:
+        print(f"no runs in {str(root)!r} yet; start one with `layerwise train DATA`.")
+        return 0
+    print(f"{'run':<44} {'model':<8} {'task':<9} {'status':<8} test metrics")
+    for d in dirs:
+        info = read_info(d)
+        metrics = ", ".join(f"{k} {v:.4f}" for k, v in (info.get("test_metrics") or {}).items() if k != "loss")
+        print(f"{d.name[:44]:<44} {info.get('model', '?'):<8} {info.get('task', '?'):<9} "
+              f"{info.get('status', '?'):<8} {metrics}")
+    return 0
+
+
+def cmd_lr_find(args) -> int:
+    from .lrfind import lr_find
+
+    lr_find(args.source, plot=args.plot, config=args.config, **_settings(args))
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "runs": cmd_runs,
+            "lr-find": cmd_lr_find}
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Fit: the one training loop, its callbacks, optimizers and schedules."""

@@ -1,0 +1,151 @@
+"""The spine: accuracy on real data, resume equals uninterrupted, clear errors for bad input."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import layerwise as lw
+from layerwise.errors import LayerwiseError
+
+
+def cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "layerwise.cli", *args], capture_output=True, text=True, cwd=cwd)
+
+
+def test_digits_defaults_reach_097(tmp_path):
+    run = lw.train("digits", out=tmp_path / "r", quiet=True)
+    assert run.evaluate()["accuracy"] >= 0.97
+    again = lw.Run.load(tmp_path / "r")
+    assert again.evaluate()["accuracy"] == pytest.approx(run.evaluate()["accuracy"])
+    pred = again.predict(lw.load("digits").x[:5])
+    assert len(pred["prediction"]) == 5 and pred["probabilities"].shape == (5, 10)
+
+
+def test_cli_train_evaluate_json(tmp_path):
+    r = cli("train", "digits", "--model", "mlp", "--epochs", "3", "--out", str(tmp_path / "r"), "--no-progress")
+    assert r.returncode == 0, r.stderr
+    assert "run:" in r.stderr and "test:" in r.stderr
+    e = cli("evaluate", str(tmp_path / "r"), "--json")
+    metrics = json.loads(e.stdout)
+    assert set(metrics) >= {"accuracy", "macro_f1"} and 0 <= metrics["accuracy"] <= 1
+
+
+def test_resume_equals_uninterrupted(tmp_path, monkeypatch):
+    from layerwise.fit.callbacks import Checkpoint
+
+    settings = dict(model="mlp", epochs=4, quiet=True, tensorboard=False, seed=3)
+    full = lw.train("digits", out=tmp_path / "full", **settings)
+    save = Checkpoint.on_epoch_end
+
+    def crash_after_epoch_2(self, loop):
+        save(self, loop)
+        if loop.epoch == 2:
+            raise RuntimeError("simulated crash")
+
+    monkeypatch.setattr(Checkpoint, "on_epoch_end", crash_after_epoch_2)
+    with pytest.raises(RuntimeError, match="simulated"):
+        lw.train("digits", out=tmp_path / "part", **settings)
+    monkeypatch.setattr(Checkpoint, "on_epoch_end", save)
+    resumed = lw.train("digits", resume=tmp_path / "part", quiet=True)
+    assert len(resumed.history) == 4
+    for (k, a), b in zip(full.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert np.array_equal(a.numpy(), b.numpy()), k
+
+
+def test_truncated_checkpoint_falls_back(tmp_path):
+    lw.train("digits", out=tmp_path / "r", model="mlp", epochs=2, quiet=True, tensorboard=False)
+    ck = tmp_path / "r" / "checkpoint.safetensors"
+    ck.write_bytes(ck.read_bytes()[:100])
+    from layerwise.fit.state import load_latest
+
+    state, notes = load_latest(ck)
+    assert state["epoch"] == 1 and "damaged" in notes[0]
+
+
+def test_user_module_with_sgd(tmp_path):
+    import torch
+
+    module = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
+    run = lw.train("digits", model=module, loss="cross_entropy", optimizer="sgd", momentum=0.9, epochs=5,
+                   out=tmp_path / "r", quiet=True)
+    assert run.evaluate()["accuracy"] > 0.9
+    with pytest.raises(LayerwiseError, match="your own nn.Module"):
+        lw.Run.load(tmp_path / "r")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "no/such/path"], "neither a file, a folder"),
+    (["train", "digits", "--model", "vgg"], "valid: auto, mlp, cnn, resnet"),
+    (["train", "digits", "--optimizer", "adamx"], "valid: sgd, adam"),
+    (["train", "digits", "--lr", "-1"], "lr=-1"),
+    (["train", "digits", "--epochs", "-2"], "epochs"),
+    (["evaluate", "."], "not a run folder"),
+])
+def test_user_errors_exit_2_without_traceback(args, message, tmp_path):
+    r = cli(*args, cwd=tmp_path)
+    assert r.returncode == 2, r.stderr
+    assert message in r.stderr and "Traceback" not in r.stderr
+
+
+def test_table_errors(tmp_path):
+    import pandas as pd
+
+    df = pd.DataFrame({"a": [1.0, 2, 3, 4], "b": ["x", "y", "x", "y"], "y": [0, 1, 0, 1]})
+    df.to_csv(tmp_path / "t.csv", index=False)
+    with pytest.raises(LayerwiseError, match="columns are: a, b, y"):
+        lw.train(tmp_path / "t.csv", target="price", quiet=True)
+    df.assign(y=1).to_csv(tmp_path / "one.csv", index=False)
+    with pytest.raises(LayerwiseError, match="single value"):
+        lw.train(tmp_path / "one.csv", target="y", quiet=True)
+    with pytest.raises(LayerwiseError, match="NaN or infinite"):
+        lw.train((np.array([[1.0, np.nan], [2, 3]] * 5), np.array([0, 1] * 5)), quiet=True)
+
+
+def test_image_folder_errors(tmp_path):
+    from PIL import Image
+
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(LayerwiseError, match="empty"):
+        lw.load(tmp_path / "empty")
+    (tmp_path / "one" / "cat").mkdir(parents=True)
+    Image.new("L", (8, 8)).save(tmp_path / "one" / "cat" / "a.png")
+    with pytest.raises(LayerwiseError, match="only one class"):
+        lw.load(tmp_path / "one")
+    for c in ("a", "b"):
+        (tmp_path / "two" / c).mkdir(parents=True)
+        for i in range(3):
+            Image.new("RGB", (10 + i, 10), (i * 40, 0, 0)).save(tmp_path / "two" / c / f"{i}.png")
+    (tmp_path / "two" / "a" / "bad.png").write_bytes(b"not an image")
+    with pytest.warns(UserWarning, match="bad.png"):
+        d = lw.load(tmp_path / "two")
+    assert d.x.shape == (6, 10, 11, 3)
+
+
+def test_predict_wrong_shape(tmp_path):
+    run = lw.train("digits", model="mlp", epochs=1, out=tmp_path / "r", quiet=True)
+    with pytest.raises(LayerwiseError, match="expects"):
+        run.predict(np.zeros((2, 5, 5), np.float32))
+
+
+def test_help_does_not_import_torch():
+    r = subprocess.run([sys.executable, "-c", "import sys; from layerwise.cli import main\n"
+                        "try: main(['train', '--help'])\nexcept SystemExit: pass\n"
+                        "assert 'torch' not in sys.modules"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+
+
+@pytest.mark.slow
+def test_adult_reaches_085(shared_data, tmp_path):
+    run = lw.train(shared_data / "adult" / "train.csv", target="income", test=str(shared_data / "adult" / "test.csv"),
+                   out=tmp_path / "r", quiet=True)
+    assert run.evaluate()["accuracy"] >= 0.85
+
+
+@pytest.mark.slow
+def test_mnist_cnn_reaches_0993(shared_data, tmp_path):
+    run = lw.train(shared_data / "mnist.npz", model="cnn", epochs=3, batch_size=256, augment=True,
+                   out=tmp_path / "r", quiet=True)
+    assert run.evaluate()["accuracy"] >= 0.993
