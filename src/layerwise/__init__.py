@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["load", "train", "lr_find", "Run", "Config", "LayerwiseError"]
+__all__ = ["Config", "LayerwiseError", "Run", "load", "lr_find", "train"]
 
 _LAZY = {"load": "data", "train": "api", "lr_find": "lrfind", "Run": "run", "Config": "config",
          "LayerwiseError": "errors"}

@@ -6,7 +6,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from .config import dump_yaml, load_yaml, make_config
 from .errors import ConfigError, RunError
@@ -19,7 +19,7 @@ def say(msg: str, quiet: bool = False) -> None:
         print(msg, file=sys.stderr)
 
 
-def resolve_config(data: Any = None, config: Optional[str] = None, **settings: Any) -> tuple[Any, Any]:
+def resolve_config(data: Any = None, config: str | None = None, **settings: Any) -> tuple[Any, Any]:
     """Settings from a YAML file and keywords (keywords win); a torch module given as `model` is kept aside."""
     module = settings.pop("model", None)
     if module is not None and not isinstance(module, str):
@@ -58,7 +58,7 @@ def prepare_data(cfg, data: Any = None, quiet: bool = False):
     return prepare(d, task, cfg.val_fraction, cfg.test_fraction, cfg.seed, val, test)
 
 
-def _image_size(d) -> Optional[int]:
+def _image_size(d) -> int | None:
     return d.x.shape[1] if d.kind == "image" and d.x.shape[1] == d.x.shape[2] else None
 
 
@@ -87,7 +87,7 @@ def cpu_has_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def train(data: Any = None, *, resume: Optional[str | Path] = None, config: Optional[str] = None,
+def train(data: Any = None, *, resume: str | Path | None = None, config: str | None = None,
           quiet: bool = False, **settings: Any):
     """Train a model on `data` and return its Run.
 
@@ -98,11 +98,11 @@ def train(data: Any = None, *, resume: Optional[str | Path] = None, config: Opti
     """
     import torch
 
-    from .models import build_model, count_parameters, default_model
-    from .run import FILES, Run, new_run_dir, write_json
     from .fit.callbacks import Augment, Checkpoint, EarlyStopping, MetricsLog, ProgressBar, TensorBoard
     from .fit.loop import Loop
     from .fit.state import load_latest
+    from .models import build_model, count_parameters, default_model
+    from .run import FILES, Run, new_run_dir, write_json
 
     if resume is not None:
         from .run import read_info

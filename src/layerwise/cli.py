@@ -7,7 +7,6 @@ import json
 import sys
 import warnings
 from pathlib import Path
-from typing import Optional
 
 from .config import SETTINGS
 from .errors import LayerwiseError
@@ -76,7 +75,7 @@ def _settings(args: argparse.Namespace) -> dict:
     return {s.name: getattr(args, s.name) for s in SETTINGS if getattr(args, s.name, None) is not None}
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not args.command:

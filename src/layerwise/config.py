@@ -131,7 +131,7 @@ def config_class():
     return _CONFIG
 
 
-def make_config(base: Optional[dict] = None, **overrides: Any):
+def make_config(base: dict | None = None, **overrides: Any):
     """Validate settings (from a dict, a YAML file's contents, or keywords) into a Config."""
     from pydantic import ValidationError
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from .fit.loop import Callback, Loop
 
@@ -30,8 +30,8 @@ class _Sweep(Callback):
             loop.stop = True
 
 
-def lr_find(data: Any, plot: Optional[str | Path] = "lr_find.png", start: float = 1e-6, end: float = 10.0,
-            steps: int = 200, config: Optional[str] = None, **settings: Any) -> dict:
+def lr_find(data: Any, plot: str | Path | None = "lr_find.png", start: float = 1e-6, end: float = 10.0,
+            steps: int = 200, config: str | None = None, **settings: Any) -> dict:
     """Run the range test on a fresh model; returns {"suggested_lr", "lrs", "losses"} and saves a plot.
 
     Example: ``lw.lr_find("digits", model="mlp")["suggested_lr"]``.
@@ -39,8 +39,8 @@ def lr_find(data: Any, plot: Optional[str | Path] = "lr_find.png", start: float 
     import torch
 
     from .api import choose_precision, prepare_data, resolve_config
-    from .models import build_model, default_model
     from .fit.optim import suggest_lr
+    from .models import build_model, default_model
 
     cfg, module = resolve_config(data, config, **settings)
     prepared = prepare_data(cfg, data if not isinstance(data, (str, Path)) else None, quiet=True)

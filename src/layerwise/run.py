@@ -6,7 +6,7 @@ import json
 import os
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
@@ -77,7 +77,7 @@ class Run:
 
     # ---- loading
     @classmethod
-    def load(cls, path: str | Path, model: Any = None) -> "Run":
+    def load(cls, path: str | Path, model: Any = None) -> Run:
         """Load a run folder (safetensors + JSON/YAML only, nothing unpickled).
 
         A run trained with your own nn.Module needs that module (untrained) as `model`.
@@ -115,7 +115,7 @@ class Run:
         model.eval()
         return cls(path, cfg, pre, task, model, info)
 
-    def save(self, path: Optional[str | Path] = None) -> Path:
+    def save(self, path: str | Path | None = None) -> Path:
         """Write (or copy) the run's files; with `path`, to a new folder."""
         from safetensors.torch import save_file
 

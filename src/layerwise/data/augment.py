@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 import torch.nn.functional as F
 
 
-def random_shift(x: torch.Tensor, pad: int = 2, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+def random_shift(x: torch.Tensor, pad: int = 2, generator: torch.Generator | None = None) -> torch.Tensor:
     """Shift each image by up to `pad` pixels in each direction (zero-filled, i.e. the mean after scaling)."""
     b, _, h, w = x.shape
     xp = F.pad(x, (pad, pad, pad, pad))
@@ -21,7 +19,7 @@ def random_shift(x: torch.Tensor, pad: int = 2, generator: Optional[torch.Genera
     return xp[bi, ci, rows, cols]
 
 
-def random_flip(x: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+def random_flip(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """Mirror half of the images left-right."""
     flip = (torch.rand(x.shape[0], generator=generator) < 0.5).to(x.device)
     return torch.where(flip[:, None, None, None], x.flip(3), x)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -14,7 +14,7 @@ from .sources import Data, from_arrays
 from .tables import read_table
 
 
-def to_data(x: Any, pre: Any, target: Optional[str]) -> Data:
+def to_data(x: Any, pre: Any, target: str | None) -> Data:
     """Turn predict inputs into Data of the kind the model was trained on."""
     kind = pre.spec()["kind"]
     if isinstance(x, Data):

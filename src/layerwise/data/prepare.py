@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
@@ -19,7 +19,7 @@ class ArrayPre:
         self.kind, self.shape, self.mean, self.std, self.scale = kind, shape, mean, std, scale
 
     @classmethod
-    def fit(cls, d: Data) -> "ArrayPre":
+    def fit(cls, d: Data) -> ArrayPre:
         x = d.x.astype(np.float32)
         scale = 1 / 255 if d.x.dtype == np.uint8 else 1.0
         axes = (0, 1, 2) if d.kind == "image" else (0,)
@@ -32,7 +32,7 @@ class ArrayPre:
         return {"kind": self.kind, "shape": self.shape, "mean": self.mean, "std": self.std, "scale": self.scale}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ArrayPre":
+    def from_dict(cls, d: dict) -> ArrayPre:
         return cls(d["kind"], d["shape"], d["mean"], d["std"], d["scale"])
 
     def spec(self) -> dict:
@@ -56,7 +56,7 @@ def preprocessor_from_dict(d: dict):
 class Split:
     inputs: tuple[np.ndarray, ...]
     y: np.ndarray
-    index: Optional[np.ndarray] = None  # rows of the source data (None for a given split)
+    index: np.ndarray | None = None  # rows of the source data (None for a given split)
 
     def __len__(self) -> int:
         return len(self.y)
@@ -67,8 +67,8 @@ class Prepared:
     pre: Any
     task: Any
     train: Split
-    val: Optional[Split]
-    test: Optional[Split]
+    val: Split | None
+    test: Split | None
 
     def counts_table(self) -> str:
         """A small table of samples per split (and per class for classification)."""
@@ -107,8 +107,8 @@ def prepare(
     val_fraction: float = 0.1,
     test_fraction: float = 0.2,
     seed: int = 0,
-    validation: Optional[Data] = None,
-    test: Optional[Data] = None,
+    validation: Data | None = None,
+    test: Data | None = None,
 ) -> Prepared:
     """Split data, fit the task's target encoding and the input preprocessing on the training split."""
     if data.y is None:
@@ -131,7 +131,7 @@ def prepare(
     pre = (TablePre.fit(data.x.iloc[train_idx]) if data.kind == "table"
            else ArrayPre.fit(_subset(data, train_idx)))
 
-    def make(d: Data, idx: Optional[np.ndarray], y: np.ndarray) -> Split:
+    def make(d: Data, idx: np.ndarray | None, y: np.ndarray) -> Split:
         sub = _subset(d, idx) if idx is not None else d
         return Split(pre.transform(sub.x), y if idx is None else y[idx], idx)
 

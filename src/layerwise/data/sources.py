@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -25,17 +25,17 @@ class Data:
 
     kind: str
     x: Any
-    y: Optional[np.ndarray]
-    target: Optional[str] = None
-    test: Optional["Data"] = None
-    source: Optional[str] = None
+    y: np.ndarray | None
+    target: str | None = None
+    test: Data | None = None
+    source: str | None = None
     notes: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.x)
 
 
-def load(source: Any, target: Optional[str] = None, image_size: Optional[int] = None) -> Data:
+def load(source: Any, target: str | None = None, image_size: int | None = None) -> Data:
     """Load data from a built-in name ("digits", "mnist"), a path, a DataFrame or an (X, y) pair.
 
     Example: ``lw.load("digits")``, ``lw.load("table.csv", target="price")``, ``lw.load((X, y))``.
@@ -68,7 +68,7 @@ def load(source: Any, target: Optional[str] = None, image_size: Optional[int] = 
     )
 
 
-def _from_path(path: Path, target: Optional[str], image_size: Optional[int]) -> Data:
+def _from_path(path: Path, target: str | None, image_size: int | None) -> Data:
     if path.is_dir():
         files, labels = scan_folder(path)
         size = (image_size, image_size) if image_size else None
@@ -128,7 +128,7 @@ def from_arrays(x: np.ndarray, y: np.ndarray | None) -> Data:
     raise DataError(f"features with shape {x.shape} are not supported; use [N, d] or images [N, H, W(, C)].")
 
 
-def _from_frame(df: pd.DataFrame, target: Optional[str], root: Optional[Path]) -> Data:
+def _from_frame(df: pd.DataFrame, target: str | None, root: Path | None) -> Data:
     if df.shape[0] == 0:
         raise DataError("the table has no rows; give a table with data.")
     notes = []

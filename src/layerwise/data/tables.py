@@ -51,7 +51,7 @@ class TablePre:
         self.stats = stats or {}
 
     @classmethod
-    def fit(cls, df: pd.DataFrame) -> "TablePre":
+    def fit(cls, df: pd.DataFrame) -> TablePre:
         columns = {c: column_kind(df[c]) for c in df.columns}
         stats: dict[str, Any] = {}
         for c, kind in columns.items():
@@ -71,7 +71,7 @@ class TablePre:
         return {"columns": self.columns, "stats": self.stats}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TablePre":
+    def from_dict(cls, d: dict) -> TablePre:
         return cls(d["columns"], d["stats"])
 
     @property

@@ -7,7 +7,6 @@ import math
 import sys
 import time
 from pathlib import Path
-from typing import Optional
 
 import torch
 
@@ -110,7 +109,7 @@ class EarlyStopping(Callback):
 
     def __init__(self, metric: str, mode: str, patience: int):
         self.metric, self.mode, self.patience = metric, mode, patience
-        self.best: Optional[float] = None
+        self.best: float | None = None
         self.best_epoch, self.best_weights = 0, None
 
     def on_validation_end(self, loop: Loop) -> None:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
-from typing import Any, Callable, Optional, Sequence
+from typing import Any
 
 import torch
 
@@ -30,9 +31,9 @@ class Loop:
     `step_fn(loop)` replaces the default forward/backward/step for models with their own update (GANs).
     """
 
-    def __init__(self, model: torch.nn.Module, task: Any, cfg: Any, train: tuple, val: Optional[tuple] = None,
+    def __init__(self, model: torch.nn.Module, task: Any, cfg: Any, train: tuple, val: tuple | None = None,
                  callbacks: Sequence[Callback] = (), device: str = "cpu", bf16: bool = False,
-                 channels_last: bool = False, step_fn: Optional[Callable[["Loop"], None]] = None):
+                 channels_last: bool = False, step_fn: Callable[[Loop], None] | None = None):
         self.model, self.task, self.cfg, self.device = model, task, cfg, torch.device(device)
         self.bf16, self.channels_last = bf16, channels_last
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -17,7 +17,7 @@ class MLP(nn.Module):
     """
 
     def __init__(self, in_features: int, out_dim: int, hidden: Sequence[int] = (256, 128), act: str = "relu",
-                 dropout: float = 0.1, batch_norm: bool = True, cat_sizes: Optional[Sequence[int]] = None):
+                 dropout: float = 0.1, batch_norm: bool = True, cat_sizes: Sequence[int] | None = None):
         super().__init__()
         self.embeddings = nn.ModuleList(nn.Embedding(n, min(16, (n + 1) // 2 + 1)) for n in (cat_sizes or []))
         width = in_features + sum(e.embedding_dim for e in self.embeddings)
@@ -33,7 +33,7 @@ class MLP(nn.Module):
         self.hidden = nn.Sequential(*layers)
         self.head = nn.Linear(width, out_dim)
 
-    def forward(self, x: torch.Tensor, x_cat: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, x_cat: torch.Tensor | None = None) -> torch.Tensor:
         x = x.flatten(1)
         if x_cat is not None:
             x = torch.cat([x] + [e(x_cat[:, i]) for i, e in enumerate(self.embeddings)], 1)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
@@ -13,7 +13,7 @@ class Classify:
     name = "classify"
     monitor = ("accuracy", "max")
 
-    def __init__(self, label_smoothing: float = 0.0, loss: Optional[str] = None, classes: Optional[list] = None):
+    def __init__(self, label_smoothing: float = 0.0, loss: str | None = None, classes: list | None = None):
         if loss not in (None, "cross_entropy"):
             raise DataError(f"loss {loss!r} does not fit classification; use cross_entropy.")
         self.label_smoothing = label_smoothing
@@ -76,7 +76,7 @@ class Classify:
         return {"name": self.name, "classes": self.classes, "label_smoothing": self.label_smoothing}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Classify":
+    def from_dict(cls, d: dict) -> Classify:
         return cls(label_smoothing=d.get("label_smoothing", 0.0), classes=d["classes"])
 
     def describe(self) -> str:

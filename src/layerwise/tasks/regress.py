@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
@@ -15,7 +15,7 @@ class Regress:
     name = "regress"
     monitor = ("rmse", "min")
 
-    def __init__(self, loss: Optional[str] = None, mean: Optional[list] = None, std: Optional[list] = None, **_):
+    def __init__(self, loss: str | None = None, mean: list | None = None, std: list | None = None, **_):
         loss = loss or "mse"
         if loss not in LOSSES:
             raise DataError(f"loss {loss!r} does not fit regression; use one of {', '.join(LOSSES)}.")
@@ -73,7 +73,7 @@ class Regress:
         return {"name": self.name, "loss": self.loss_name, "mean": self.mean, "std": self.std}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Regress":
+    def from_dict(cls, d: dict) -> Regress:
         return cls(loss=d["loss"], mean=d["mean"], std=d["std"])
 
     def describe(self) -> str:
