@@ -38,9 +38,14 @@ def prepare_data(cfg, data: Any = None, quiet: bool = False):
     from .data import load, prepare
     from .tasks import infer_task, make_task
 
+    from .tasks import TASKS
+
     d = load(data if data is not None else cfg.data, target=cfg.target, image_size=cfg.image_size)
     for note in d.notes:
         say(note, quiet)
+    if cfg.task in TASKS and hasattr(TASKS[cfg.task], "prepare"):
+        # tasks with their own data flow (forecast, generate, reconstruct, ...): Task.prepare(cfg, data, quiet)
+        return TASKS[cfg.task].prepare(cfg, d, quiet)
     if d.y is None:
         raise ConfigError("the data has no targets; give a target column (--target) or (X, y) arrays.")
     if cfg.target is None and d.target is not None:
@@ -166,8 +171,10 @@ def train(data: Any = None, *, resume: str | Path | None = None, config: str | N
     callbacks.append(Checkpoint(run_dir / FILES["checkpoint"], cfg.checkpoint_minutes))
 
     val = (prepared.val.inputs, prepared.val.y) if prepared.val is not None else None
+    if hasattr(task, "callbacks"):  # a task's own callbacks (sample grids, diagnostics, ...)
+        callbacks[:0] = task.callbacks(cfg, run_dir)
     loop = Loop(model, task, cfg, (prepared.train.inputs, prepared.train.y), val, callbacks, device, bf16,
-                channels_last)
+                channels_last, step_fn=getattr(task, "step_fn", None))
     if resume is not None:
         state, notes = load_latest(run_dir / FILES["checkpoint"])
         for n in notes:
