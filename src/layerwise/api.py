@@ -36,16 +36,20 @@ def resolve_config(data: Any = None, config: str | None = None, **settings: Any)
 def prepare_data(cfg, data: Any = None, quiet: bool = False):
     """Load the data (and explicit validation/test data) and split it as the settings say."""
     from .data import load, prepare
-    from .tasks import infer_task, make_task
-
-    from .tasks import TASKS
+    from .tasks import TASKS, infer_task, make_task
 
     d = load(data if data is not None else cfg.data, target=cfg.target, image_size=cfg.image_size)
     for note in d.notes:
         say(note, quiet)
-    if cfg.task in TASKS and hasattr(TASKS[cfg.task], "prepare"):
+    if d.kind == "corpus" and cfg.task is None:
+        cfg.task = "generate"
+        say("task: generate (the data is a text corpus: a language model learns it; set --task to change)", quiet)
+    key = cfg.task
+    if cfg.model == "gan" or (cfg.task == "generate" and cfg.model == "auto" and d.kind == "image"):
+        key = "gan"  # image generation: tasks/gan.py (generate on text is the language-model task)
+    if key in TASKS and hasattr(TASKS[key], "prepare"):
         # tasks with their own data flow (forecast, generate, reconstruct, ...): Task.prepare(cfg, data, quiet)
-        return TASKS[cfg.task].prepare(cfg, d, quiet)
+        return TASKS[key].prepare(cfg, d, quiet)
     if d.y is None:
         raise ConfigError("the data has no targets; give a target column (--target) or (X, y) arrays.")
     if cfg.target is None and d.target is not None:
@@ -60,26 +64,59 @@ def prepare_data(cfg, data: Any = None, quiet: bool = False):
         make_task(task_name, loss=cfg.loss)
     val = load(cfg.validation, target=cfg.target, image_size=_image_size(d)) if cfg.validation else None
     test = load(cfg.test, target=cfg.target, image_size=_image_size(d)) if cfg.test else None
-    return prepare(d, task, cfg.val_fraction, cfg.test_fraction, cfg.seed, val, test)
+    fit_pre = None
+    if cfg.model.startswith("pretrained:"):  # the backbone's own tokenizer / normalisation (models/pretrained.py)
+        from .models.pretrained import input_pipeline
+
+        fit_pre = input_pipeline(cfg, d, quiet)
+    elif d.kind == "text":  # the tokenizer is fitted on the training split with the run's text settings
+        from .data.textpre import text_defaults, text_pre_fitter
+
+        text_defaults(cfg, quiet)
+        fit_pre = text_pre_fitter(cfg, d)
+    return prepare(d, task, cfg.val_fraction, cfg.test_fraction, cfg.seed, val, test, fit_pre=fit_pre)
 
 
 def _image_size(d) -> int | None:
     return d.x.shape[1] if d.kind == "image" and d.x.shape[1] == d.x.shape[2] else None
 
 
+SMALL_TABLE = 1000  # training rows below which dense models get small-data defaults
+
+
+def small_data_defaults(cfg, spec: dict, n_train: int, given: set) -> str | None:
+    """A few hundred rows overfit a 256-128 MLP in a handful of steps: use a smaller net, smaller batches, more
+    epochs and more dropout unless the user set them. Returns the sentence to print, or None."""
+    if spec.get("kind") not in ("table", "array") or cfg.model not in ("auto", "mlp") or n_train >= SMALL_TABLE:
+        return None
+    batch = cfg.batch_size if "batch_size" in given else 32
+    steps = max(1, n_train // batch)  # at least ~300 optimizer steps in all
+    changes = {"batch_size": 32, "epochs": min(200, max(cfg.epochs, 20, -(-300 // steps))), "hidden": [64],
+               "dropout": 0.2}
+    changes = {k: v for k, v in changes.items() if k not in given and getattr(cfg, k) != v}
+    for k, v in changes.items():
+        setattr(cfg, k, v)
+    if not changes:
+        return None
+    shown = ", ".join(f"{k} {','.join(map(str, v)) if isinstance(v, list) else v}" for k, v in changes.items())
+    return f"small data ({n_train} training rows): {shown} (set them to override)"
+
+
 def choose_precision(cfg, model_name: str, device: str) -> tuple[bool, bool, str]:
     """(bf16, channels_last, sentence): auto uses bf16 (+ channels-last) for conv nets where the hardware has bf16."""
     import torch
 
-    conv = model_name in ("cnn", "resnet")
+    conv = model_name in ("cnn", "resnet") or model_name.startswith("pretrained:efficientnet")
+    big = conv or model_name.startswith("pretrained:")  # pretrained backbones: bf16 matmuls pay (~2x)
     if cfg.precision == "fp32":
         return False, False, "fp32 (as asked)"
     native = torch.cuda.is_bf16_supported() if device.startswith("cuda") else cpu_has_bf16()
     if cfg.precision == "bf16":
         note = "" if native else " (this CPU has no native bf16: expect it to be slow)"
         return True, conv, "bf16 autocast" + (" + channels-last" if conv else "") + note
-    if native and conv:
-        return True, True, "bf16 autocast + channels-last (auto: the hardware has native bf16; --precision fp32 to turn off)"
+    if native and big:
+        return True, conv, ("bf16 autocast" + (" + channels-last" if conv else "")
+                            + " (auto: the hardware has native bf16; --precision fp32 to turn off)")
     why = "no native bf16 on this hardware" if not native else "dense models gain little from bf16"
     return False, False, f"fp32 (auto: {why})"
 
@@ -128,8 +165,22 @@ def train(data: Any = None, *, resume: str | Path | None = None, config: str | N
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     prepared = prepare_data(cfg, data if not isinstance(data, (str, Path)) else None, quiet)
+    if cfg.synthetic or cfg.synthetic_from:  # generated images added to the training split (sample.py)
+        from .sample import add_synthetic
+
+        prepared = add_synthetic(cfg, prepared, quiet)
+    if cfg.semi_supervised or cfg.labels_per_class or cfg.unlabelled:  # few labels (+ unlabelled data)
+        from .fit.semi import split_labels
+
+        prepared = split_labels(prepared, cfg, quiet)
     say(prepared.counts_table(), quiet)
     spec, task = prepared.pre.spec(), prepared.task
+    augment = Augment.from_config(cfg, spec, task) if cfg.augment else None
+    if resume is None and module is None:
+        given = set(settings) | (set(load_yaml(config)) if config else set())
+        note = small_data_defaults(cfg, spec, len(prepared.train), given)
+        if note:
+            say(note, quiet)
 
     torch.manual_seed(cfg.seed)
     if module is not None:
@@ -141,8 +192,11 @@ def train(data: Any = None, *, resume: str | Path | None = None, config: str | N
     bf16, channels_last, why = choose_precision(cfg, model_name, device)
     say(f"model: {model_name} ({count_parameters(model):,} parameters); task: {task.describe()}; "
         f"precision: {why}; device: {device}", quiet)
+    from .fit.transfer import transfer_callbacks
 
-    run_dir = Path(cfg.out) if cfg.out else new_run_dir(RUNS_ROOT, f"{_data_name(cfg)}-{model_name}")
+    transfer = transfer_callbacks(cfg, model)  # freezing / gradual unfreezing of pretrained models
+
+    run_dir = Path(cfg.out) if cfg.out else new_run_dir(RUNS_ROOT, f"{_data_name(cfg)}-{model_name.replace(':', '-')}")
     if not resume and (run_dir / FILES["info"]).exists():
         raise RunError(f"{str(run_dir)!r} already holds a run; pick another --out or continue it with --resume.")
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -159,8 +213,12 @@ def train(data: Any = None, *, resume: str | Path | None = None, config: str | N
     if cfg.monitor and cfg.monitor != task.monitor[0]:
         mode = "min" if cfg.monitor in ("loss", "rmse", "mae", "mse") else "max"
     callbacks = []
-    if cfg.augment and spec["kind"] == "image":
-        callbacks.append(Augment(flip=spec["shape"][0] == 3))
+    if augment is not None:
+        callbacks.append(augment)
+    if cfg.spec_augment and spec["kind"] == "audio":  # SpecAugment masks on training spectrograms
+        from .data.audio import SpecAugment
+
+        callbacks.append(SpecAugment())
     if cfg.early_stopping and prepared.val is not None:
         callbacks.append(EarlyStopping(metric, mode, cfg.early_stopping))
     if cfg.progress and not quiet:
@@ -169,12 +227,26 @@ def train(data: Any = None, *, resume: str | Path | None = None, config: str | N
     if cfg.tensorboard:
         callbacks.append(TensorBoard(run_dir / FILES["tensorboard"]))
     callbacks.append(Checkpoint(run_dir / FILES["checkpoint"], cfg.checkpoint_minutes))
+    callbacks[:0] = transfer
 
     val = (prepared.val.inputs, prepared.val.y) if prepared.val is not None else None
     if hasattr(task, "callbacks"):  # a task's own callbacks (sample grids, diagnostics, ...)
         callbacks[:0] = task.callbacks(cfg, run_dir)
+    step_fn = getattr(task, "step_fn", None)
+    if getattr(prepared, "unlabelled", None) is not None:  # semi-supervised: the FixMatch step (fit/semi.py)
+        from .fit.semi import FixMatch
+
+        fixmatch = FixMatch.from_config(prepared.unlabelled, spec, cfg)
+        callbacks.insert(0, fixmatch)
+        step_fn = fixmatch.step
+    from .models.moe import MoE
+
+    if any(isinstance(m, MoE) for m in model.modules()):  # load-balancing loss, expert utilisation logged
+        from .fit.experts import MoEBalance
+
+        callbacks.insert(0, MoEBalance(cfg.moe_balance))
     loop = Loop(model, task, cfg, (prepared.train.inputs, prepared.train.y), val, callbacks, device, bf16,
-                channels_last, step_fn=getattr(task, "step_fn", None))
+                channels_last, step_fn=step_fn)
     if resume is not None:
         state, notes = load_latest(run_dir / FILES["checkpoint"])
         for n in notes:

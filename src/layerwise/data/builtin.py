@@ -64,4 +64,28 @@ def download(url: str, target: Path, sha256: str) -> Path:
     return target
 
 
-NAMES = {"digits": digits, "mnist": mnist}
+def _sklearn_table(name: str):
+    """A table bundled with scikit-learn as a DataFrame whose last column is `target` (works offline)."""
+
+    def loader():
+        import sklearn.datasets
+
+        frame = getattr(sklearn.datasets, f"load_{name}")(as_frame=True).frame
+        if name in ("iris", "wine", "breast_cancer"):  # class names rather than codes
+            names = getattr(sklearn.datasets, f"load_{name}")().target_names
+            frame["target"] = names[frame["target"].to_numpy()]
+        return frame
+
+    loader.__doc__ = f"scikit-learn's bundled {name} table (target column: target)."
+    return loader
+
+
+def fsdd():
+    """The Free Spoken Digit Dataset: $LAYERWISE_FSDD, the cache, or a checked download (data/audio.py)."""
+    from .audio import fsdd as load_fsdd
+
+    return load_fsdd()
+
+
+NAMES = {"digits": digits, "mnist": mnist, "fsdd": fsdd, **{n: _sklearn_table(n) for n in ("iris", "wine", "breast_cancer",
+                                                                             "diabetes")}}

@@ -12,7 +12,7 @@ import pandas as pd
 from ..errors import DataError
 from . import builtin
 from .images import is_image_path, read_images, scan_folder
-from .tables import read_table
+from .tables import column_kind, read_table
 
 
 @dataclass
@@ -50,7 +50,12 @@ def load(source: Any, target: str | None = None, image_size: int | None = None) 
         name = str(source)
         if name.lower() in builtin.NAMES:
             got = builtin.NAMES[name.lower()]()
-            d = from_arrays(got["x"], got["y"]) if isinstance(got, dict) else _from_npz(Path(got))
+            if isinstance(got, pd.DataFrame):
+                d = _from_frame(got, target or "target", None)
+            elif isinstance(got, Data):  # e.g. fsdd: audio with its own test split
+                d = got
+            else:
+                d = from_arrays(got["x"], got["y"]) if isinstance(got, dict) else _from_npz(Path(got))
             d.source = name.lower()
             return d
         path = Path(name).expanduser()
@@ -70,6 +75,10 @@ def load(source: Any, target: str | None = None, image_size: int | None = None) 
 
 def _from_path(path: Path, target: str | None, image_size: int | None) -> Data:
     if path.is_dir():
+        from . import audio
+
+        if audio.has_audio(path):  # one sub-folder of WAV files per class
+            return audio.load_folder(path)
         files, labels = scan_folder(path)
         size = (image_size, image_size) if image_size else None
         x, kept = read_images(files, size)
@@ -77,6 +86,11 @@ def _from_path(path: Path, target: str | None, image_size: int | None) -> Data:
     suffix = path.suffix.lower()
     if suffix == ".npz":
         return _from_npz(path)
+    if suffix == ".txt":  # a corpus of text, unless its first lines look like a table
+        from .textpre import corpus_data, is_table_text
+
+        if not is_table_text(path):
+            return corpus_data(path)
     if suffix in (".csv", ".tsv", ".tab", ".txt", ".parquet"):
         return _from_frame(read_table(path), target, path.parent)
     raise DataError(
@@ -147,4 +161,8 @@ def _from_frame(df: pd.DataFrame, target: str | None, root: Path | None) -> Data
         files = [Path(p) if Path(p).is_absolute() else root / p for p in x[image_cols[0]]]
         imgs, kept = read_images(files)
         return Data("image", imgs, y[kept], target=target, notes=notes)
+    if x.shape[1] == 1 and column_kind(x.iloc[:, 0]) == "text":  # one text column: a text data set
+        from .textpre import text_data
+
+        return text_data(x.iloc[:, 0].reset_index(drop=True), y, target, notes)
     return Data("table", x.reset_index(drop=True), y, target=target, notes=notes)
