@@ -60,6 +60,13 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--json", action="store_true", help="print predictions as JSON")
     pr.add_argument("--out", metavar="CSV", help="write predictions (and probabilities) to a CSV file")
 
+    sa = sub.add_parser("sample", help="images from a trained generator (gan): a PNG grid or an .npz")
+    sa.add_argument("run", metavar="RUN")
+    sa.add_argument("--n", type=int, default=64, metavar="N", help="how many images (default: 64)")
+    sa.add_argument("--out", default="samples.png", metavar="FILE", help="a .png grid or an .npz of arrays")
+    sa.add_argument("--label", metavar="CLASS", help="the class to draw (conditional generators only)")
+    sa.add_argument("--seed", type=int, default=0, metavar="N", help="noise seed (default: 0)")
+
     r = sub.add_parser("runs", help="list runs with their key metrics")
     r.add_argument("root", nargs="?", default="runs", metavar="FOLDER")
 
@@ -190,8 +197,18 @@ def cmd_lr_find(args) -> int:
     return 0
 
 
+def cmd_sample(args) -> int:
+    from .run import Run
+    from .sample import save_samples
+
+    out = save_samples(Run.load(args.run), args.out, args.n, args.label, args.seed)
+    print(f"wrote {args.n} samples to {out}", file=sys.stderr)
+    return 0
+
+
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "runs": cmd_runs,
             "lr-find": cmd_lr_find}
+COMMANDS["sample"] = cmd_sample
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -9,8 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, NamedTuple, Optional
 
-TASKS = ("classify", "regress")
-MODELS = ("auto", "mlp", "cnn", "resnet")
+TASKS = ("classify", "regress", "generate")
+MODELS = ("auto", "mlp", "cnn", "resnet", "gan")
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 SCHEDULES = ("constant", "step", "cosine", "onecycle")
 ACTIVATIONS = ("relu", "leaky_relu", "gelu", "tanh", "sigmoid")
@@ -38,6 +38,10 @@ SETTINGS: list[Setting] = [
     S("val_fraction", float, 0.1, "share of the training data held out to validate", {"ge": 0, "lt": 1}),
     S("test_fraction", float, 0.2, "share held out to test when no test split is given", {"ge": 0, "lt": 1}),
     S("image_size", int, None, "resize images to this size (default: their median size)", {"gt": 0}, optional=True),
+    S("synthetic", str, None, "add generated images to the training split: a count, or a multiple of it "
+      "such as 2x (needs --synthetic-from)", optional=True),
+    S("synthetic_from", str, None, "run of a trained conditional generator (gan) that makes the --synthetic "
+      "images", optional=True),
     S("augment", bool, False, "random shifts (and flips for colour photos) of training images"),
     # task
     S("task", str, None, "what to learn (default: inferred from the target)", choices=TASKS, optional=True),
@@ -52,6 +56,7 @@ SETTINGS: list[Setting] = [
     S("batch_norm", bool, True, "batch normalisation in hidden layers"),
     S("channels", list, None, "conv channels per block (cnn) or stage (resnet), e.g. 32,64,128", optional=True),
     S("depth", int, 2, "residual blocks per stage (resnet)", {"ge": 1, "le": 16}),
+    S("conditional", bool, False, "gan: condition generation on the class label (sample a chosen class)"),
     # optimisation
     S("epochs", int, 10, "passes over the training data", {"ge": 1}),
     S("batch_size", int, 128, "samples per step", {"ge": 1}),

@@ -195,6 +195,13 @@ class Run:
                             "not a table.")
         return self.pre.transform(d.x)
 
+    def sample(self, n: int = 64, label: Any = None, seed: int = 0) -> np.ndarray:
+        """`n` images [n, H, W, C] from a generative run, like its training data (uint8 pixels for uint8 images);
+        `label` picks the class of a conditional GAN. Example: ``run.sample(64, label=7)``."""
+        from .sample import sample
+
+        return sample(self, n, label, seed)
+
     def predict(self, x: Any) -> dict[str, Any]:
         """Predictions (and class probabilities) for arrays, a DataFrame, image files, or a CSV/.npz path."""
         from .data.predict_inputs import to_data

@@ -40,7 +40,7 @@ class Loop:
         self.model.to(self.device, memory_format=self.memory_format)
         self.train_inputs, self.train_y = self._to_device(train)
         self.val = self._to_device(val) if val is not None else None
-        self.optimizer = make_optimizer(model, cfg)
+        self.optimizer = (getattr(task, "make_optimizer", None) or make_optimizer)(model, cfg)  # a task may own it
         self.base_lrs = [g["lr"] for g in self.optimizer.param_groups]
         self.callbacks = list(callbacks)
         self._hooks = {e: [getattr(c, f"on_{e}") for c in self.callbacks if hasattr(c, f"on_{e}")] for e in EVENTS}

@@ -35,6 +35,12 @@ def build_model(name: str, spec: dict, out_dim: int, cfg: Any):
             return CNN(spec["shape"], out_dim, cfg.channels or (32, 64, 128),
                        (128,) if cfg.hidden is None else cfg.hidden, cfg.activation, cfg.dropout, cfg.batch_norm)
         return ResNet(spec["shape"], out_dim, cfg.channels or (32, 64, 128), cfg.depth, cfg.dropout)
+    if name == "gan":
+        from .gan import GAN
+
+        if spec["kind"] != "image":
+            raise ConfigError(f"model 'gan' generates images but the data is a {spec['kind']}; give images.")
+        return GAN(spec["shape"], n_classes=out_dim, width=(cfg.channels or [32])[0])
     raise ConfigError(f"unknown model {name!r}; valid: mlp, cnn, resnet, or your own torch.nn.Module.")
 
 

@@ -6,9 +6,10 @@ import numpy as np
 
 from ..errors import ConfigError
 from .classify import Classify
+from .gan import GenerateImages
 from .regress import Regress
 
-TASKS = {"classify": Classify, "regress": Regress}
+TASKS = {"classify": Classify, "regress": Regress, "gan": GenerateImages}
 
 
 def infer_task(y: np.ndarray) -> tuple[str, str]:

@@ -1,0 +1,243 @@
+"""DCGAN (Radford et al. 2016), optionally class-conditional, with the step function the one loop calls.
+
+The generator projects z (plus a label embedding) to a small feature map and doubles it with stride-2
+transposed convolutions up to the image size; the discriminator mirrors it with stride-2 convolutions,
+spectral norm (Miyato et al. 2018) and, when conditional, a projection head (Miyato & Koyama 2018).
+Images are in [-1, 1]: scale [0, 1] pixels with `2 * x - 1` before training.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm as sn
+
+
+def _halvings(h: int, w: int) -> tuple[int, int, int]:
+    """How many times (h, w) can be halved while even and at least 4 (28 → 7 twice, 32 → 4 three times)."""
+    n = 0
+    while h % 2 == 0 and w % 2 == 0 and h // 2 >= 4 and w // 2 >= 4:
+        h, w, n = h // 2, w // 2, n + 1
+    if n == 0:
+        raise ValueError(f"image size {h}x{w} cannot be halved to a feature map of at least 4x4; use e.g. 28 or 32.")
+    return n, h, w
+
+
+def dcgan_init(m: nn.Module) -> None:
+    """DCGAN initialisation: conv and linear weights ~ N(0, 0.02), batch norm scales ~ N(1, 0.02)."""
+    if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+        nn.init.normal_(m.weight, 0.0, 0.02)
+        if getattr(m, "bias", None) is not None:
+            nn.init.zeros_(m.bias)
+    elif isinstance(m, nn.BatchNorm2d):
+        nn.init.normal_(m.weight, 1.0, 0.02)
+        nn.init.zeros_(m.bias)
+
+
+class Generator(nn.Module):
+    """z [B, z_dim] (and labels [B]) → images [B, C, H, W] in [-1, 1]."""
+
+    def __init__(self, out_shape: tuple[int, int, int], z_dim: int = 64, n_classes: int = 0, width: int = 64):
+        super().__init__()
+        c, h, w = out_shape
+        n_up, h0, w0 = _halvings(h, w)
+        self.out_shape, self.z_dim, self.n_classes = tuple(out_shape), z_dim, n_classes
+        self.embed = nn.Embedding(n_classes, z_dim) if n_classes > 0 else None
+        ch = width * 2 ** (n_up - 1)
+        layers: list[nn.Module] = [  # "project and reshape": a transposed conv from 1x1 to h0 x w0
+            nn.ConvTranspose2d(z_dim * (2 if n_classes else 1), ch, (h0, w0), bias=False),
+            nn.BatchNorm2d(ch), nn.ReLU()]
+        for i in range(n_up):
+            last = i == n_up - 1
+            out = c if last else ch // 2
+            layers.append(nn.ConvTranspose2d(ch, out, 4, stride=2, padding=1, bias=last))
+            layers += [nn.Tanh()] if last else [nn.BatchNorm2d(out), nn.ReLU()]
+            ch = out
+        self.net = nn.Sequential(*layers)
+        self.apply(dcgan_init)
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        if self.embed is not None:
+            if labels is None:
+                raise ValueError(f"this generator is conditional on {self.n_classes} classes; pass labels [B].")
+            z = torch.cat([z, self.embed(labels)], 1)
+        return self.net(z[:, :, None, None])
+
+    @torch.no_grad()
+    def sample(self, n: int, labels: torch.Tensor | None = None,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+        """`n` images from fresh noise (labels 0, 1, 2, ... cycling when conditional and none are given)."""
+        device = next(self.parameters()).device
+        if self.embed is not None and labels is None:
+            labels = torch.arange(n) % self.n_classes
+        z = torch.randn(n, self.z_dim, generator=generator).to(device)
+        return self(z, None if labels is None else labels.to(device))
+
+
+class Discriminator(nn.Module):
+    """Images [B, C, H, W] (and labels [B]) → real/fake logits [B]."""
+
+    def __init__(self, in_shape: Sequence[int], n_classes: int = 0, width: int = 64, spectral_norm: bool = True):
+        super().__init__()
+        c, h, w = in_shape
+        n_down, h0, w0 = _halvings(h, w)
+        wrap = sn if spectral_norm else (lambda m: m)
+        layers: list[nn.Module] = []
+        ch = c
+        for i in range(n_down):
+            out = width * 2 ** i
+            conv = nn.Conv2d(ch, out, 4, stride=2, padding=1, bias=spectral_norm or i == 0)
+            dcgan_init(conv)
+            layers.append(wrap(conv))
+            if not spectral_norm and i > 0:  # plain DCGAN: batch norm on all but the first layer
+                layers.append(nn.BatchNorm2d(out))
+            layers.append(nn.LeakyReLU(0.2))
+            ch = out
+        self.features = nn.Sequential(*layers, nn.Flatten())
+        dim = ch * h0 * w0
+        self.fc = wrap(nn.Linear(dim, 1))
+        self.embed = None
+        if n_classes > 0:  # projection head: adds <embed(y), phi(x)> to the logit
+            embed = nn.Embedding(n_classes, dim)
+            nn.init.normal_(embed.weight, 0.0, 0.02)
+            self.embed = wrap(embed)
+        self.n_classes = n_classes
+        if not spectral_norm:
+            self.apply(dcgan_init)
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        phi = self.features(x)
+        out = self.fc(phi).squeeze(1)
+        if self.embed is not None:
+            if labels is None:
+                raise ValueError(f"this discriminator is conditional on {self.n_classes} classes; pass labels [B].")
+            out = out + (self.embed(labels) * phi).sum(1)
+        return out
+
+
+class GAN(nn.Module):
+    """Generator and discriminator as one module, so a run has one state dict; calling it generates.
+
+    `width` is the generator's last hidden width (the discriminator's first); `n_classes` > 0 makes both
+    networks conditional on a class label.
+    """
+
+    def __init__(self, shape: Sequence[int], n_classes: int = 0, z_dim: int = 64, width: int = 32,
+                 spectral_norm: bool = True):
+        super().__init__()
+        self.generator = Generator(tuple(shape), z_dim, n_classes, width)
+        self.discriminator = Discriminator(shape, n_classes, width, spectral_norm)
+        self.n_classes, self.z_dim = n_classes, z_dim
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        return self.generator(z, labels)
+
+    @torch.no_grad()
+    def sample(self, n: int, labels: torch.Tensor | None = None,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+        """`n` images in [-1, 1] (labels cycling 0, 1, 2, ... when conditional and none are given)."""
+        return self.generator.sample(n, labels, generator)
+
+
+def default_gan_optimizers(G: nn.Module, D: nn.Module, lr: float = 2e-4,
+                           betas: tuple[float, float] = (0.5, 0.999)) -> tuple[torch.optim.Adam, torch.optim.Adam]:
+    """Adam with the DCGAN paper's settings for both networks: (opt_g, opt_d)."""
+    return (torch.optim.Adam(G.parameters(), lr=lr, betas=betas, foreach=True),
+            torch.optim.Adam(D.parameters(), lr=lr, betas=betas, foreach=True))
+
+
+def gan_step(G: nn.Module, D: nn.Module, opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer,
+             real: torch.Tensor, labels: torch.Tensor | None = None, z_dim: int | None = None,
+             generator: torch.Generator | None = None, bf16: bool = False) -> dict[str, float]:
+    """One non-saturating GAN update on a batch of real images in [-1, 1]: a D step, then a G step.
+
+    The fakes use the real batch's labels when conditional; `bf16` runs the forward passes under
+    bfloat16 autocast. Returns d_loss, g_loss, and d_real / d_fake (D's mean probability of "real").
+    """
+    b, device = real.shape[0], real.device
+    z = torch.randn(b, z_dim or G.z_dim, generator=generator).to(device)
+    amp = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+    ones, zeros = torch.ones(b, device=device), torch.zeros(b, device=device)
+
+    with amp:
+        fake = G(z, labels)
+        logits_real, logits_fake = D(real, labels).float(), D(fake.detach(), labels).float()
+        d_loss = F.binary_cross_entropy_with_logits(logits_real, ones) + \
+            F.binary_cross_entropy_with_logits(logits_fake, zeros)
+    opt_d.zero_grad(set_to_none=True)
+    d_loss.backward()
+    opt_d.step()
+
+    D.requires_grad_(False)  # G's step needs gradients through D, not for D's weights
+    try:
+        with amp:
+            g_loss = F.binary_cross_entropy_with_logits(D(fake, labels).float(), ones)  # -log D(G(z))
+        opt_g.zero_grad(set_to_none=True)
+        g_loss.backward()
+        opt_g.step()
+    finally:
+        D.requires_grad_(True)
+    return {"d_loss": d_loss.item(), "g_loss": g_loss.item(),
+            "d_real": logits_real.detach().sigmoid().mean().item(),
+            "d_fake": logits_fake.detach().sigmoid().mean().item()}
+
+
+@torch.no_grad()
+def sample_diversity(images: torch.Tensor) -> float:
+    """Mean pairwise L2 distance between samples, divided by sqrt(pixels): an RMS per-pixel difference.
+
+    Near 0 means the generator makes the same image over and over (mode collapse); real MNIST scaled to
+    [-1, 1] gives about 0.8.
+    """
+    if images.shape[0] < 2:
+        raise ValueError("sample_diversity needs at least 2 images.")
+    flat = images.detach().float().flatten(1)
+    n, d = flat.shape
+    dist = torch.cdist(flat, flat)
+    return (dist.sum() / (n * (n - 1)) / math.sqrt(d)).item()
+
+
+def gan_warnings(history: list[dict], patience: int = 3) -> list[str]:
+    """Plain-English warnings from per-epoch GAN metrics (keys of `gan_step`, plus optional "diversity")."""
+    warnings = []
+    if any(not math.isfinite(v) for h in history for v in h.values() if isinstance(v, float)):
+        warnings.append("A loss became NaN or infinite: lower the learning rate or turn off bf16.")
+    div = [h["diversity"] for h in history if "diversity" in h]
+    if len(div) >= 3:
+        early = max(div[: max(1, min(3, len(div) // 2))])
+        if div[-1] < 0.5 * early:
+            warnings.append(
+                f"Possible mode collapse: sample diversity fell to {div[-1]:.3f} from {early:.3f} early on, so the "
+                "generator is making near-identical images. Try spectral norm in the discriminator, a lower "
+                "learning rate, or resuming from an earlier checkpoint.")
+    last = history[-patience:]
+    if len(last) == patience and all(
+            h["d_real"] > 0.9 and h["d_fake"] < 0.1 for h in last) and last[-1]["g_loss"] > last[0]["g_loss"]:
+        warnings.append(
+            f"The discriminator is winning outright: for {patience} epochs it scores real images near 1 and fakes "
+            "near 0 while the generator's loss keeps climbing, so the generator gets little useful signal. Try "
+            "spectral norm, a smaller discriminator or its learning rate, or label smoothing.")
+    return warnings
+
+
+def save_grid(images: torch.Tensor, path: str | Path, nrow: int = 8, padding: int = 2) -> None:
+    """Write images [N, C, H, W] in [-1, 1] (C = 1 or 3) as one PNG grid, `nrow` images per row."""
+    from PIL import Image
+
+    n, c, h, w = images.shape
+    if c not in (1, 3):
+        raise ValueError(f"save_grid needs 1 or 3 channels, got {c}.")
+    pix = ((images.detach().float().cpu() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+    rows = math.ceil(n / nrow)
+    grid = torch.zeros(c, rows * (h + padding) + padding, nrow * (w + padding) + padding, dtype=torch.uint8)
+    for i in range(n):
+        y, x = padding + (i // nrow) * (h + padding), padding + (i % nrow) * (w + padding)
+        grid[:, y:y + h, x:x + w] = pix[i]
+    arr = grid.permute(1, 2, 0).numpy()
+    Image.fromarray(arr[:, :, 0] if c == 1 else arr).save(path)

@@ -1,0 +1,224 @@
+"""Image generation with a GAN: its own data flow, its two-player step, sample grids and health warnings.
+
+`--task generate --model gan` (or `--model gan` alone, or `--task generate` on image data) lands here. The
+one training loop calls `step_fn` for each batch; both networks share the loop's optimizer (Adam,
+beta1 = 0.5), one parameter group each, so its state, and so both players' state, is in every checkpoint.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ConfigError, DataError, RunError
+
+DEFAULT_LR = 2e-4
+DEFAULT_WIDTH = 32
+
+
+class GenerateImages:
+    """Learn to generate images like the training images, optionally conditional on their class."""
+
+    name = "gan"
+    monitor = ("g_loss", "min")
+
+    def __init__(self, conditional: bool = False, classes: list | None = None):
+        self.conditional, self.classes = conditional, classes
+
+    @property
+    def out_dim(self) -> int:
+        """The number of classes the networks are conditioned on (0: unconditional)."""
+        return len(self.classes) if self.conditional and self.classes else 0
+
+    # ---- targets: class labels, used only by a conditional GAN
+    def fit(self, y: np.ndarray | None) -> np.ndarray:
+        if not self.conditional:
+            return np.zeros(0 if y is None else len(y), dtype=np.int64)
+        values = np.unique(np.asarray(y).astype(str) if np.asarray(y).dtype == object else y)
+        if values.size < 2:
+            raise DataError("a conditional GAN needs at least two classes in the labels; drop --conditional.")
+        self.classes = [v.item() if hasattr(v, "item") else v for v in values]
+        return self.encode(y)
+
+    def encode(self, y: np.ndarray) -> np.ndarray:
+        index = {_key(c): i for i, c in enumerate(self.classes or [])}
+        return np.fromiter((index.get(_key(v), -1) for v in np.asarray(y)), dtype=np.int64, count=len(y))
+
+    def class_index(self, label: Any) -> int:
+        """The index of a class given as its value or its text (e.g. 7 or "7"); a clear error otherwise."""
+        if not self.out_dim:
+            raise ConfigError("this GAN is unconditional, so it cannot draw a chosen label; train one with "
+                              "--conditional, or sample without --label.")
+        index = {_key(c): i for i, c in enumerate(self.classes)}
+        if _key(label) not in index:
+            shown = ", ".join(str(c) for c in self.classes[:20]) + (", ..." if len(self.classes) > 20 else "")
+            raise ConfigError(f"label {label!r} is not one of the classes this GAN was trained on ({shown}); "
+                              "pick one of those.")
+        return index[_key(label)]
+
+    # ---- the interface every task has; a GAN has no loss on held-out data
+    def loss(self, out, y):
+        raise RunError("a GAN has no test loss; look at its samples with `layerwise sample RUN`.")
+
+    def metrics(self, out, y) -> dict[str, float]:
+        return {}
+
+    def decode(self, out) -> dict[str, Any]:
+        return {"prediction": out}
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "conditional": self.conditional, "classes": self.classes}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> GenerateImages:
+        return cls(d.get("conditional", False), d.get("classes"))
+
+    def describe(self) -> str:
+        return f"generate images (GAN, conditional on {self.out_dim} classes)" if self.out_dim else \
+            "generate images (GAN)"
+
+    # ---- hooks the training entry point uses
+    @classmethod
+    def prepare(cls, cfg, data, quiet: bool = False):
+        """All training images, scaled to [-1, 1]; no validation or test split (a GAN is judged by samples)."""
+        from ..data import Prepared, Split
+        from ..data.prepare import ArrayPre
+        from ..models.gan import _halvings
+
+        if cfg.task not in (None, "generate"):
+            raise ConfigError(f"model gan generates images, it cannot {cfg.task}; use --task generate.")
+        if data.kind != "image":
+            raise DataError(f"a GAN generates images but the data is a {data.kind}; give images (a folder, "
+                            "an .npz of images, or mnist).")
+        cfg.task, cfg.model = "generate", "gan"
+        if "schedule" not in cfg.model_fields_set:
+            cfg.schedule = "constant"  # the DCGAN recipe: a constant learning rate
+        x = data.x
+        try:
+            _halvings(x.shape[1], x.shape[2])
+        except ValueError:
+            raise ConfigError(f"a GAN cannot make {x.shape[1]}x{x.shape[2]} images; resize them with "
+                              "--image-size 28 or 32.") from None
+        if cfg.conditional and data.y is None:
+            raise DataError("--conditional needs class labels; give labelled images or drop --conditional.")
+        task = cls(conditional=cfg.conditional)
+        y = task.fit(data.y)
+        if x.dtype == np.uint8:
+            scale, lo, hi = 1 / 255, 0.0, 1.0
+        else:
+            scale, lo, hi = 1.0, float(x.min()), float(x.max())
+            hi = hi if hi > lo else lo + 1.0
+        c = x.shape[3]
+        pre = ArrayPre("image", [c, x.shape[1], x.shape[2]], [(lo + hi) / 2] * c, [(hi - lo) / 2] * c, scale)
+        if data.test is not None and not quiet:
+            print(f"note: the GAN trains on the {len(x)} training images; the {len(data.test)} test images "
+                  "are not used.", file=sys.stderr)
+        return Prepared(pre, task, Split(pre.transform(x), y, np.arange(len(x))), None, None)
+
+    def make_optimizer(self, model, cfg):
+        """Adam(beta1 = 0.5) with one parameter group per player (DCGAN settings)."""
+        import torch
+
+        lr = cfg.lr or DEFAULT_LR
+        return torch.optim.Adam([{"params": list(model.generator.parameters()), "name": "generator"},
+                                 {"params": list(model.discriminator.parameters()), "name": "discriminator"}],
+                                lr=lr, betas=(0.5, 0.999), foreach=True)
+
+    def step_fn(self, loop) -> None:
+        """One discriminator update, then one generator update, on the loop's batch of real images."""
+        import torch
+
+        from ..models.gan import gan_step
+
+        gan = loop.model
+        labels = loop.y if self.out_dim else None
+        loop.gan_stats = gan_step(gan.generator, gan.discriminator, loop.optimizer, loop.optimizer,
+                                  loop.inputs[0], labels, bf16=loop.bf16)
+        loop.loss = torch.tensor(loop.gan_stats["g_loss"])
+
+    def callbacks(self, cfg, run_dir: Path) -> list:
+        return [GanMonitor(Path(run_dir), cfg.seed, self.out_dim)]
+
+
+def _key(v) -> str:
+    if isinstance(v, (float, np.floating)) and float(v).is_integer():
+        v = int(v)
+    return str(v).strip()
+
+
+class GanMonitor:
+    """A loop callback for per-epoch GAN health: mean losses and D's scores, sample diversity, a sample grid
+    (PNG + TensorBoard), and plain-words warnings on mode collapse or a discriminator that wins outright."""
+
+    KEYS = ("d_loss", "g_loss", "d_real", "d_fake")
+
+    def __init__(self, run_dir: Path, seed: int, n_classes: int, n_grid: int = 64, n_diversity: int = 200):
+        self.run_dir, self.seed, self.n_classes = run_dir, seed, n_classes
+        self.n_grid = 100 if n_classes and n_classes <= 10 else n_grid
+        self.n_diversity = n_diversity
+        self.sums = dict.fromkeys(self.KEYS, 0.0)
+        self.count, self.warned = 0, []
+
+    def on_fit_start(self, loop) -> None:
+        import torch
+
+        g = torch.Generator().manual_seed(self.seed + 12345)  # fixed noise: grids are comparable across epochs
+        n = max(self.n_grid, self.n_diversity)
+        self.z = torch.randn(n, loop.model.z_dim, generator=g)
+        self.labels = torch.arange(n) % self.n_classes if self.n_classes else None
+
+    def on_batch_end(self, loop) -> None:
+        for k in self.KEYS:
+            self.sums[k] += loop.gan_stats[k]
+        self.count += 1
+
+    def on_epoch_end(self, loop) -> None:
+        import torch
+
+        from ..models.gan import gan_warnings, sample_diversity, save_grid
+
+        h = loop.history[-1]
+        h.update({k: v / max(1, self.count) for k, v in self.sums.items()})
+        self.sums, self.count = dict.fromkeys(self.KEYS, 0.0), 0
+        model = loop.model
+        was_training = model.training
+        model.eval()
+        with torch.no_grad():
+            labels = None if self.labels is None else self.labels.to(loop.device)
+            images = model(self.z.to(loop.device), labels).float().cpu()
+        model.train(was_training)
+        if self.labels is None:
+            h["diversity"] = sample_diversity(images[:self.n_diversity])
+        else:  # within-class diversity: a conditional GAN can collapse inside each class
+            h["diversity"] = float(np.mean([sample_diversity(images[self.labels == c])
+                                            for c in range(self.n_classes) if (self.labels == c).sum() > 1]))
+        grid = images[:self.n_grid]
+        nrow = self.n_classes if self.n_classes and self.n_classes <= 10 else math.ceil(math.sqrt(len(grid)))
+        folder = self.run_dir / "samples"
+        folder.mkdir(exist_ok=True)
+        save_grid(grid, folder / f"epoch_{loop.epoch:03d}.png", nrow=nrow)
+        save_grid(grid, self.run_dir / "samples.png", nrow=nrow)
+        writer = next((c.writer for c in loop.callbacks if type(c).__name__ == "TensorBoard"), None)
+        if writer is not None:
+            from PIL import Image
+
+            with Image.open(folder / f"epoch_{loop.epoch:03d}.png") as im:
+                arr = np.asarray(im.convert("RGB"))
+            writer.add_image("samples", arr, loop.epoch, dataformats="HWC")
+            for k in (*self.KEYS, "diversity"):
+                writer.add_scalar(f"gan/{k}", h[k], loop.epoch)
+        for w in gan_warnings(loop.history):
+            kind = w.split(":")[0][:40]
+            if kind not in self.warned:
+                self.warned.append(kind)
+                print(f"warning: {w}", file=sys.stderr)
+
+    def state_dict(self) -> dict:
+        return {"sums": dict(self.sums), "count": self.count, "warned": list(self.warned)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.sums, self.count, self.warned = dict(state["sums"]), state["count"], list(state["warned"])

@@ -1,0 +1,100 @@
+"""DCGAN building blocks: shapes, conditioning, the two-player step, diversity, warnings, grids."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from layerwise.models.gan import (
+    Discriminator,
+    Generator,
+    default_gan_optimizers,
+    gan_step,
+    gan_warnings,
+    sample_diversity,
+    save_grid,
+)
+
+MNIST = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "mnist.npz"
+SHAPES = [(1, 28, 28), (3, 32, 32)]
+
+
+def digits(n: int) -> torch.Tensor:
+    """`n` real digit images [n, 1, H, W] in [0, 1]: MNIST when present, else scikit-learn's 8x8 digits."""
+    if MNIST.is_file():
+        x = np.load(MNIST)["x_train"][:n].astype(np.float32) / 255
+    else:
+        from sklearn.datasets import load_digits
+        x = load_digits().images[:n].astype(np.float32) / 16
+    return torch.from_numpy(x)[:, None]
+
+
+def test_conditional_generator_output_depends_on_label():
+    torch.manual_seed(0)
+    G = Generator((1, 28, 28), z_dim=16, n_classes=10, width=16)
+    z = torch.randn(8, 16)
+    a, b = G(z, torch.arange(8)), G(z, torch.arange(8) + 2)
+    assert a.shape == (8, 1, 28, 28) and (a - b).abs().mean() > 0.1 * a.abs().mean()
+    assert a.min() >= -1 and a.max() <= 1
+    with pytest.raises(ValueError, match="labels"):
+        G(z)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("n_classes", [0, 10])
+@pytest.mark.parametrize("spectral_norm", [True, False])
+def test_gan_step_updates_both_networks(shape, n_classes, spectral_norm):
+    torch.manual_seed(0)
+    G = Generator(shape, z_dim=16, n_classes=n_classes, width=8)
+    D = Discriminator(shape, n_classes=n_classes, width=8, spectral_norm=spectral_norm)
+    assert G(torch.randn(2, 16), torch.tensor([0, 1]) if n_classes else None).shape == (2, *shape)
+    before_g = [p.detach().clone() for p in G.parameters()]
+    before_d = [p.detach().clone() for p in D.parameters()]
+    opt_g, opt_d = default_gan_optimizers(G, D)
+    assert opt_g.defaults["lr"] == 2e-4 and opt_d.defaults["betas"] == (0.5, 0.999)
+    real = torch.rand(8, *shape) * 2 - 1
+    labels = torch.randint(0, 10, (8,)) if n_classes else None
+    out = gan_step(G, D, opt_g, opt_d, real, labels, generator=torch.Generator().manual_seed(0))
+    assert set(out) == {"d_loss", "g_loss", "d_real", "d_fake"}
+    assert all(np.isfinite(v) for v in out.values()) and 0 < out["d_real"] < 1 and 0 < out["d_fake"] < 1
+    assert any(not torch.equal(a, p) for a, p in zip(before_g, G.parameters()))
+    assert any(not torch.equal(a, p) for a, p in zip(before_d, D.parameters()))
+    assert all(p.requires_grad for p in D.parameters())
+    assert D(real, labels).shape == (8,)
+
+
+def test_gan_step_bf16_is_finite():
+    G, D = Generator((1, 28, 28), z_dim=16, width=8), Discriminator((1, 28, 28), width=8)
+    out = gan_step(G, D, *default_gan_optimizers(G, D), torch.rand(8, 1, 28, 28) * 2 - 1, bf16=True)
+    assert all(np.isfinite(v) for v in out.values())
+
+
+def test_sample_diversity_separates_varied_from_collapsed():
+    real = digits(64) * 2 - 1
+    collapsed = real[:1].repeat(64, 1, 1, 1) + 0.01 * torch.randn(64, *real.shape[1:])
+    assert sample_diversity(real) > 0.3
+    assert sample_diversity(collapsed) < 0.05
+
+
+def test_gan_warnings_flag_collapse_and_winning_discriminator_not_health():
+    healthy = [{"d_loss": 1.2, "g_loss": 0.9 + 0.02 * i, "d_real": 0.65, "d_fake": 0.35, "diversity": 0.7}
+               for i in range(6)]
+    assert gan_warnings(healthy) == []
+    collapsed = [dict(h, diversity=d) for h, d in zip(healthy, [0.7, 0.72, 0.5, 0.2, 0.08, 0.05])]
+    assert any("mode collapse" in w for w in gan_warnings(collapsed))
+    winning = healthy[:3] + [{"d_loss": 0.05, "g_loss": g, "d_real": 0.98, "d_fake": 0.02, "diversity": 0.7}
+                             for g in (4.0, 5.5, 7.0)]
+    warnings = gan_warnings(winning)
+    assert len(warnings) == 1 and "discriminator is winning" in warnings[0]
+
+
+def test_save_grid_writes_png(tmp_path):
+    images = torch.rand(10, 1, 28, 28) * 2 - 1
+    save_grid(images, tmp_path / "grid.png", nrow=4)
+    with Image.open(tmp_path / "grid.png") as im:
+        assert im.size == (4 * 30 + 2, 3 * 30 + 2) and im.mode == "L"
+    save_grid(torch.rand(3, 3, 32, 32) * 2 - 1, tmp_path / "rgb.png")
+    with Image.open(tmp_path / "rgb.png") as im:
+        assert im.mode == "RGB"
