@@ -130,11 +130,12 @@ def cpu_has_bf16() -> bool:
 
 
 def train(data: Any = None, *, resume: str | Path | None = None, config: str | None = None,
-          quiet: bool = False, **settings: Any):
+          quiet: bool = False, callbacks: Any = (), **settings: Any):
     """Train a model on `data` and return its Run.
 
     Every setting of ``layerwise.config.Config`` is a keyword (``epochs=5, lr=3e-3, model="cnn"``); `model`
     may also be your own ``torch.nn.Module``. ``resume=RUN`` continues a run from its last checkpoint.
+    ``callbacks=[...]`` adds your own ``layerwise.fit.loop.Callback`` objects (on_epoch_end(loop), ...).
 
     Example: ``run = lw.train("digits", model="mlp", epochs=20)``.
     """
@@ -212,7 +213,7 @@ def train(data: Any = None, *, resume: str | Path | None = None, config: str | N
     metric, mode = cfg.monitor or task.monitor[0], task.monitor[1]
     if cfg.monitor and cfg.monitor != task.monitor[0]:
         mode = "min" if cfg.monitor in ("loss", "rmse", "mae", "mse") else "max"
-    callbacks = []
+    user_callbacks, callbacks = list(callbacks), []
     if augment is not None:
         callbacks.append(augment)
     if cfg.spec_augment and spec["kind"] == "audio":  # SpecAugment masks on training spectrograms
@@ -226,6 +227,7 @@ def train(data: Any = None, *, resume: str | Path | None = None, config: str | N
     callbacks.append(MetricsLog(run_dir / FILES["metrics"]))
     if cfg.tensorboard:
         callbacks.append(TensorBoard(run_dir / FILES["tensorboard"]))
+    callbacks += user_callbacks  # before the checkpoint, so their state is saved with the epoch
     callbacks.append(Checkpoint(run_dir / FILES["checkpoint"], cfg.checkpoint_minutes))
     callbacks[:0] = transfer
 

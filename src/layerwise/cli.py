@@ -34,7 +34,8 @@ def _add_settings(p: argparse.ArgumentParser) -> None:
             g.add_argument(flag, dest=s.name, action=argparse.BooleanOptionalAction, default=None, help=help_)
         else:
             metavar = {int: "N", float: "X", list: "N,N"}.get(s.type, "NAME" if s.choices else "VALUE")
-            g.add_argument(flag, dest=s.name, default=None, metavar=metavar, help=help_)
+            alone = {"nargs": "?", "const": "default"} if s.name == "augment" else {}  # `--augment` alone
+            g.add_argument(flag, dest=s.name, default=None, metavar=metavar, help=help_, **alone)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,12 +61,23 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--json", action="store_true", help="print predictions as JSON")
     pr.add_argument("--out", metavar="CSV", help="write predictions (and probabilities) to a CSV file")
 
+    ge = sub.add_parser("generate", help="text from a trained language model (--task generate)")
+    ge.add_argument("run", metavar="RUN")
+    ge.add_argument("--prompt", default="\n", help="text to continue (default: a new line)")
+    ge.add_argument("--tokens", type=int, default=200, metavar="N", help="new tokens to sample (default: 200)")
+    ge.add_argument("--temperature", type=float, default=1.0, metavar="X",
+                    help="below 1: safer, above 1: wilder (default: 1.0)")
+    ge.add_argument("--top-k", type=int, default=None, metavar="K", help="sample only from the K likeliest tokens")
+    ge.add_argument("--seed", type=int, default=None, metavar="N", help="sampling seed (default: the run's seed)")
+
     sa = sub.add_parser("sample", help="images from a trained generator (gan): a PNG grid or an .npz")
     sa.add_argument("run", metavar="RUN")
     sa.add_argument("--n", type=int, default=64, metavar="N", help="how many images (default: 64)")
     sa.add_argument("--out", default="samples.png", metavar="FILE", help="a .png grid or an .npz of arrays")
     sa.add_argument("--label", metavar="CLASS", help="the class to draw (conditional generators only)")
     sa.add_argument("--seed", type=int, default=0, metavar="N", help="noise seed (default: 0)")
+
+    sub.add_parser("models", help="list the architectures and the pretrained:NAME models (installed or not)")
 
     r = sub.add_parser("runs", help="list runs with their key metrics")
     r.add_argument("root", nargs="?", default="runs", metavar="FOLDER")
@@ -139,6 +151,8 @@ def cmd_predict(args) -> int:
 
     run = Run.load(args.run)
     out = run.predict(args.inputs if len(args.inputs) > 1 else args.inputs[0])
+    if "table" in out:  # a forecast: one row per future step
+        return _print_table(out["table"], args)
     preds, probs = out["prediction"], out.get("probabilities")
     labels = _input_labels(args.inputs, len(preds))
     if args.out:
@@ -163,6 +177,17 @@ def cmd_predict(args) -> int:
     return 0
 
 
+def _print_table(df, args) -> int:
+    if args.out:
+        df.to_csv(args.out, index=False)
+        print(f"wrote {len(df)} rows to {args.out}", file=sys.stderr)
+    elif args.json:
+        print(df.to_json(orient="records"))
+    else:
+        print(df.to_string(index=False))
+    return 0
+
+
 def _input_labels(inputs: list[str], n: int) -> list[str]:
     if len(inputs) == n:
         return list(inputs)
@@ -171,6 +196,26 @@ def _input_labels(inputs: list[str], n: int) -> list[str]:
 
 def _py(v):
     return v.item() if hasattr(v, "item") else v
+
+
+def cmd_generate(args) -> int:
+    from .run import Run
+
+    print(Run.load(args.run).generate(args.prompt, args.tokens, args.temperature, args.top_k, args.seed))
+    return 0
+
+
+def cmd_models(args) -> int:
+    from .config import MODELS
+    from .models.pretrained import listing
+
+    print("architectures (--model NAME):")
+    print("  " + ", ".join(m for m in MODELS if m != "auto"))
+    print("pretrained backbones with a new head (--model pretrained:NAME; --freeze, --lr-decay, --unfreeze-every):")
+    for row in listing():
+        state = "installed" if row["installed"] else f"not installed: {row['install']}"
+        print(f"  {row['name']:<29} {row['kind']:<6} {row['about']}\n  {'':<29} {state}")
+    return 0
 
 
 def cmd_runs(args) -> int:
@@ -209,6 +254,8 @@ def cmd_sample(args) -> int:
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "runs": cmd_runs,
             "lr-find": cmd_lr_find}
 COMMANDS["sample"] = cmd_sample
+COMMANDS["generate"] = cmd_generate
+COMMANDS["models"] = cmd_models
 
 if __name__ == "__main__":
     sys.exit(main())

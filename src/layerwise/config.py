@@ -9,13 +9,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, NamedTuple, Optional
 
-TASKS = ("classify", "regress", "generate")
-MODELS = ("auto", "mlp", "cnn", "resnet", "gan")
+TASKS = ("classify", "regress", "generate", "reconstruct", "anomaly", "forecast")
+MODELS = ("auto", "mlp", "cnn", "resnet", "gan", "rnn", "lstm", "gru", "transformer", "gpt", "autoencoder",
+          "conv_autoencoder", "vae", "dlinear", "crnn")
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 SCHEDULES = ("constant", "step", "cosine", "onecycle")
 ACTIVATIONS = ("relu", "leaky_relu", "gelu", "tanh", "sigmoid")
 LOSSES = ("cross_entropy", "mse", "mae", "huber")
 PRECISIONS = ("auto", "fp32", "bf16")
+# augmentation policies (--augment shift,mixup,...); "default": shift (+flip for colour) for images,
+# jitter,scale for tables and series
+AUGMENTATIONS = ("default", "shift", "flip", "randaugment", "cutout", "mixup", "cutmix", "jitter", "scale")
 
 
 class Setting(NamedTuple):
@@ -42,21 +46,71 @@ SETTINGS: list[Setting] = [
       "such as 2x (needs --synthetic-from)", optional=True),
     S("synthetic_from", str, None, "run of a trained conditional generator (gan) that makes the --synthetic "
       "images", optional=True),
-    S("augment", bool, False, "random shifts (and flips for colour photos) of training images"),
+    S("augment", str, None, "augmentation of training batches, a comma list of: " + ", ".join(AUGMENTATIONS)
+      + " (--augment alone: default)", optional=True),
+    S("labels_per_class", int, None, "keep only N labels per class of the training split (the rest unlabelled)",
+      {"ge": 1}, optional=True),
+    S("semi_supervised", bool, False, "FixMatch: also learn from unlabelled data (--labels-per-class or "
+      "--unlabelled)"),
+    S("unlabelled", str, None, "unlabelled data (path) for semi-supervised training", optional=True),
+    S("confidence", float, 0.95, "semi-supervised: pseudo-label confidence threshold", {"gt": 0, "le": 1}),
+    S("unlabelled_ratio", int, 7, "semi-supervised: unlabelled samples per labelled sample in a batch", {"ge": 1}),
+    S("unlabelled_weight", float, 1.0, "semi-supervised: weight of the unlabelled loss", {"ge": 0}),
     # task
     S("task", str, None, "what to learn (default: inferred from the target)", choices=TASKS, optional=True),
     S("loss", str, None, "loss function (default: the task's)", choices=LOSSES, optional=True),
     S("label_smoothing", float, None, "classification label smoothing (default 0.1 for images, else 0)",
       {"ge": 0, "lt": 1}, optional=True),
     # model
-    S("model", str, "auto", "architecture (default: cnn for images, mlp otherwise)", choices=MODELS),
+    S("model", str, "auto", "architecture (default: cnn for images, mlp otherwise), or pretrained:NAME for a "
+      "pretrained backbone with a new head (list: `layerwise models`)", choices=MODELS),
     S("hidden", list, None, "dense hidden layer sizes, e.g. 256,128", optional=True),
     S("activation", str, "relu", "activation of hidden layers", choices=ACTIVATIONS),
     S("dropout", float, 0.1, "dropout probability in dense layers", {"ge": 0, "lt": 1}),
     S("batch_norm", bool, True, "batch normalisation in hidden layers"),
     S("channels", list, None, "conv channels per block (cnn) or stage (resnet), e.g. 32,64,128", optional=True),
     S("depth", int, 2, "residual blocks per stage (resnet)", {"ge": 1, "le": 16}),
+    S("latent", int, 16, "size of the code of autoencoders (autoencoder, conv_autoencoder, vae)", {"ge": 1}),
+    S("fpr", float, 0.05, "anomaly: share of normal validation samples the threshold flags", {"gt": 0, "lt": 1}),
+    S("normal_class", str, None, "anomaly: the label of normal samples; only they are trained on",
+      {"coerce_numbers_to_str": True}, optional=True),
     S("conditional", bool, False, "gan: condition generation on the class label (sample a chosen class)"),
+    S("moe", int, None, "mixture of experts: this many experts replace the dense hidden layers (mlp) or the "
+      "feed-forward of transformer blocks", {"ge": 2}, optional=True),
+    S("moe_top_k", int, 2, "experts each sample (token) is routed to", {"ge": 1}),
+    S("moe_balance", float, 0.01, "weight of the load-balancing loss of mixture-of-experts layers", {"ge": 0}),
+    # sequence models and text
+    S("tokenizer", str, None, "text tokenizer trained on the training split: wordpiece, bpe or char (default: "
+      "wordpiece for text columns, char for --task generate)", optional=True),
+    S("vocab_size", int, None, "tokenizer vocabulary size (default 8000; char: every character seen)", {"ge": 3},
+      optional=True),
+    S("max_len", int, None, "tokens kept per text (default: the longest training text, at most 256)", {"ge": 1},
+      optional=True),
+    S("block_size", int, None, "context length of the language model in tokens (default 128)", {"ge": 2},
+      optional=True),
+    S("d_model", int, None, "width of transformer layers and token embeddings (default 128)", {"ge": 4},
+      optional=True),
+    S("heads", int, None, "attention heads of transformer layers (default 4)", {"ge": 1}, optional=True),
+    S("layers", int, None, "stacked recurrent or transformer layers (default: 1 recurrent, 2 transformer, "
+      "4 gpt)", {"ge": 1, "le": 48}, optional=True),
+    S("bidirectional", bool, True, "recurrent models read the sequence both ways"),
+    # time series (--task forecast) and audio
+    S("horizon", int, None, "forecast: steps to predict (default: one season, e.g. 24 for hourly data)", {"ge": 1},
+      optional=True),
+    S("lookback", int, None, "forecast: past steps the model sees (default: 336, less for short series)", {"ge": 1},
+      optional=True),
+    S("season", int, None, "forecast: season length of the seasonal-naive baseline (default: from the time step: "
+      "24 hourly, 7 daily, 12 monthly)", {"ge": 1}, optional=True),
+    S("series_inputs", str, "all", "forecast: all numeric columns as inputs, or the target alone",
+      choices=("all", "target")),
+    S("fill_gaps", bool, False, "forecast: fill missing timestamps and values by linear interpolation"),
+    S("spec_augment", bool, False, "audio: SpecAugment time and frequency masks on training spectrograms"),
+    # transfer learning (pretrained:NAME models)
+    S("freeze", bool, False, "pretrained models: train only the new head; the backbone stays as it is"),
+    S("lr_decay", float, 1.0, "pretrained models: learning-rate factor per layer group below the head "
+      "(discriminative learning rates, e.g. 0.5)", {"gt": 0, "le": 1}),
+    S("unfreeze_every", int, None, "pretrained models: gradual unfreezing: the head trains alone, then one more "
+      "layer group from the top every N epochs", {"ge": 1}, optional=True),
     # optimisation
     S("epochs", int, 10, "passes over the training data", {"ge": 1}),
     S("batch_size", int, 128, "samples per step", {"ge": 1}),
@@ -118,6 +172,10 @@ def config_class():
                 return v
             allowed = next(s.choices for s in SETTINGS if s.name == info.field_name)
             key = str(v).lower().replace("-", "_")
+            if info.field_name == "model" and key.startswith("pretrained:"):  # models/pretrained.py
+                from .models.pretrained import check_name
+
+                return "pretrained:" + check_name(key.split(":", 1)[1])
             if key not in allowed:
                 raise ValueError(f"unknown {info.field_name} {v!r}; valid: {', '.join(allowed)}")
             return key
@@ -131,6 +189,19 @@ def config_class():
                 except ValueError:
                     raise ValueError(f"expected comma-separated whole numbers such as 256,128, got {v!r}") from None
             return v
+
+        @field_validator("augment", mode="before", check_fields=False)
+        @classmethod
+        def _augment(cls, v):
+            if v is None or v is False or str(v).lower() in ("", "none", "off", "false"):
+                return None
+            if v is True or str(v).lower() == "true":
+                return "default"
+            names = [x.strip().lower().replace("_", "").replace("-", "") for x in str(v).split(",") if x.strip()]
+            unknown = [x for x in names if x not in AUGMENTATIONS]
+            if unknown:
+                raise ValueError(f"unknown augmentation policy {unknown[0]!r}; valid: {', '.join(AUGMENTATIONS)}")
+            return ",".join(dict.fromkeys(names))
 
     _CONFIG = create_model("Config", __base__=Base, __doc__="Every setting of a training run.", **fields)
     return _CONFIG

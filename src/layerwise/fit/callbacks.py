@@ -6,6 +6,7 @@ import json
 import math
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -137,23 +138,33 @@ class EarlyStopping(Callback):
 
 
 class Augment(Callback):
-    """Random ±2 px shifts on training images, plus left-right flips for colour photos."""
+    """Augmentation policies on each training batch (data/policies.py: shift, flip, randaugment, cutout,
+    mixup, cutmix, jitter, scale), drawn from a generator seeded by the run seed and epoch, so that a
+    resumed run sees the same batches. `Augment(flip=True)` is the classic ±2 px shift + flip."""
 
-    def __init__(self, flip: bool, pad: int = 2):
-        self.flip, self.pad = flip, pad
+    def __init__(self, policies: Sequence[str] | None = None, *, flip: bool = False, n_classes: int | None = None):
+        self.policies = list(policies) if policies is not None else ["shift"] + (["flip"] if flip else [])
+        self.n_classes = n_classes
         self.generator = torch.Generator()
+
+    @classmethod
+    def from_config(cls, cfg, spec: dict, task) -> Augment:
+        """The callback for `cfg.augment` on data described by `spec`; ConfigError for policies that do not fit."""
+        from ..data.policies import resolve_policies
+
+        policies = resolve_policies(cfg.augment, spec["kind"], spec.get("shape"), getattr(task, "name", None))
+        classes = getattr(task, "classes", None)
+        return cls(policies, n_classes=len(classes) if classes is not None else None)
 
     def on_epoch_start(self, loop: Loop) -> None:
         if loop.batch_idx == 0:
             self.generator.manual_seed(loop.cfg.seed * 7919 + loop.epoch)
 
     def on_batch_start(self, loop: Loop) -> None:
-        from ..data.augment import random_flip, random_shift
+        from ..data.policies import augment_batch
 
-        x = random_shift(loop.inputs[0], self.pad, self.generator)
-        if self.flip:
-            x = random_flip(x, self.generator)
-        loop.inputs = loop.batch_inputs((x,) + tuple(loop.inputs[1:]))
+        inputs, loop.y = augment_batch(self.policies, loop.inputs, loop.y, self.generator, self.n_classes)
+        loop.inputs = loop.batch_inputs(inputs)
 
     def state_dict(self) -> dict:
         return {"generator": self.generator.get_state()}

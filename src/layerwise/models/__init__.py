@@ -10,12 +10,21 @@ CONV_MODELS = ("cnn", "resnet")
 
 
 def default_model(spec: dict) -> str:
-    """Images → cnn, anything else → mlp."""
-    return "cnn" if spec["kind"] == "image" else "mlp"
+    """Images → cnn, text → transformer, a text corpus → gpt, anything else → mlp."""
+    return {"image": "cnn", "text": "transformer", "corpus": "gpt", "series": "dlinear", "audio": "crnn"}.get(
+        spec["kind"], "mlp")
 
 
 def build_model(name: str, spec: dict, out_dim: int, cfg: Any):
     """Build the named architecture for inputs described by `spec` (from the preprocessing)."""
+    if name.startswith("pretrained:"):  # a pretrained backbone with a new head
+        from .pretrained import build
+
+        return build(name, spec, out_dim, cfg)
+    if getattr(cfg, "moe", None):  # mixture-of-experts layers in place of dense feed-forward layers
+        from .moe import build_moe
+
+        return build_moe(name, spec, out_dim, cfg)
     from .cnn import CNN
     from .mlp import MLP
     from .resnet import ResNet
@@ -41,6 +50,26 @@ def build_model(name: str, spec: dict, out_dim: int, cfg: Any):
         if spec["kind"] != "image":
             raise ConfigError(f"model 'gan' generates images but the data is a {spec['kind']}; give images.")
         return GAN(spec["shape"], n_classes=out_dim, width=(cfg.channels or [32])[0])
+    if name in ("rnn", "lstm", "gru"):
+        from .rnn import build_recurrent
+
+        return build_recurrent(name, spec, out_dim, cfg)
+    if name in ("transformer", "gpt"):
+        from .transformer import build_transformer
+
+        return build_transformer(name, spec, out_dim, cfg)
+    if name == "dlinear":
+        from .forecast import build_dlinear
+
+        return build_dlinear(spec, out_dim)
+    if name == "crnn":
+        from .rnn import build_crnn
+
+        return build_crnn(spec, out_dim, cfg)
+    if name in ("autoencoder", "conv_autoencoder", "vae"):
+        from .autoencoder import build_autoencoder
+
+        return build_autoencoder(name, spec, cfg)
     raise ConfigError(f"unknown model {name!r}; valid: mlp, cnn, resnet, or your own torch.nn.Module.")
 
 

@@ -51,8 +51,11 @@ class Classify:
         return out
 
     def loss(self, out, y):
+        """Cross-entropy against class indices [B], or soft targets [B, classes] (mixup, CutMix)."""
         import torch.nn.functional as F
 
+        if y.is_floating_point():
+            y = y.to(out.dtype)
         return F.cross_entropy(out, y, label_smoothing=self.label_smoothing)
 
     def metrics(self, out, y) -> dict[str, float]:
