@@ -63,6 +63,8 @@ def test_image_policies_on_a_table_and_mixing_on_other_tasks_are_refused():
         resolve_policies("jitter,cutmix", "table", None, "classify")
     with pytest.raises(ConfigError, match="mixes targets and works for classify and regress only"):
         resolve_policies("mixup", "series", None, "forecast")
+    with pytest.raises(ConfigError, match=r"--augment does not apply to text data \(token ids\); leave it out"):
+        resolve_policies("jitter", "text", None, "classify")
 
 
 def test_mixing_makes_soft_targets_that_the_classify_loss_accepts():
@@ -276,8 +278,7 @@ def test_moe_errors(args, message, capsys, tmp_path):
 
 @pytest.mark.slow
 def test_moe_mlp_on_adult_matches_dense_with_every_expert_used(shared_data, tmp_path):
-    adult = {"target": "income", "test": str(shared_data / "adult" / "test.csv"), "epochs": 6, "threads": 2, **QUICK}
-    run = lw.train(shared_data / "adult" / "train.csv", model="mlp", moe=8, moe_top_k=2, out=tmp_path / "moe",
-                   **adult)
+    run = lw.train(shared_data / "adult" / "train.csv", target="income", test=str(shared_data / "adult" / "test.csv"),
+                   model="mlp", moe=8, moe_top_k=2, hidden=[64, 64], epochs=4, out=tmp_path / "moe", **QUICK)
     assert run.info["test_metrics"]["accuracy"] >= 0.85  # the dense MLP's bar on Adult
     assert run.history[-1]["experts_min"] >= 0.05

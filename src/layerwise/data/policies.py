@@ -214,6 +214,8 @@ def resolve_policies(names: str | Sequence[str], kind: str, shape: Sequence[int]
     from ..errors import ConfigError
 
     names = [n.strip() for n in names.split(",")] if isinstance(names, str) else list(names)
+    if kind in ("text", "corpus"):
+        raise ConfigError(f"--augment does not apply to {kind} data (token ids); leave it out.")
     out: list[str] = []
     for n in names:
         if n not in AUGMENTATIONS:
