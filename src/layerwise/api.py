@@ -182,6 +182,12 @@ def train(data: Any = None, *, resume: str | Path | None = None, config: str | N
         note = small_data_defaults(cfg, spec, len(prepared.train), given)
         if note:
             say(note, quiet)
+        if spec["kind"] == "audio":  # a few thousand clips: smaller batches (data/audio.py)
+            from .data.audio import audio_defaults
+
+            note = audio_defaults(cfg, len(prepared.train), given)
+            if note:
+                say(note, quiet)
 
     torch.manual_seed(cfg.seed)
     if module is not None:

@@ -160,6 +160,10 @@ class Run:
             if self._test is None:
                 self._test = self._reload_test()
             inputs, y = self._test
+        elif hasattr(self.task, "labelled"):  # tasks that make their own (inputs, targets), e.g. forecast windows
+            from .data import load
+
+            inputs, y = self.task.labelled(self.pre, load(data, target=self.config.target))
         else:
             from .data import load
 
@@ -207,4 +211,5 @@ class Run:
         from .data.predict_inputs import to_data
 
         d = to_data(x, self.pre, self.config.target)
-        return self.task.decode(self.outputs(self._transform(d)))
+        out = self.task.decode(self.outputs(self._transform(d)))
+        return self.pre.annotate(out, d) if hasattr(self.pre, "annotate") else out  # e.g. forecast timestamps

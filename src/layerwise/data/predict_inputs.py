@@ -19,6 +19,8 @@ def to_data(x: Any, pre: Any, target: str | None) -> Data:
     kind = pre.spec()["kind"]
     if isinstance(x, Data):
         return x
+    if hasattr(pre, "read_inputs"):  # preprocessors that read their own inputs (series history, WAV files)
+        return pre.read_inputs(x)
     if isinstance(x, pd.DataFrame):
         return Data("table", x.drop(columns=[target], errors="ignore"), None)
     if isinstance(x, (str, Path)):

@@ -48,7 +48,21 @@ class ArrayPre:
         return (np.ascontiguousarray(out, dtype=np.float32),)
 
 
+def _audio_pre(d: Data):
+    from .audio import AudioPre
+
+    return AudioPre.fit(d)
+
+
 def preprocessor_from_dict(d: dict):
+    if d.get("kind") == "series":  # forecast windows
+        from .timeseries import SeriesPre
+
+        return SeriesPre.from_dict(d)
+    if d.get("kind") == "audio":  # log-mel spectrograms of WAV files
+        from .audio import AudioPre
+
+        return AudioPre.from_dict(d)
     return TablePre.from_dict(d) if d.get("kind", "table") == "table" and "columns" in d else ArrayPre.from_dict(d)
 
 
@@ -129,6 +143,7 @@ def prepare(
     if len(train_idx) < 2:
         raise DataError(f"only {len(train_idx)} training sample(s) left after splitting; give more data.")
     pre = (TablePre.fit(data.x.iloc[train_idx]) if data.kind == "table"
+           else _audio_pre(_subset(data, train_idx)) if data.kind == "audio"
            else ArrayPre.fit(_subset(data, train_idx)))
 
     def make(d: Data, idx: np.ndarray | None, y: np.ndarray) -> Split:

@@ -6,10 +6,11 @@ import numpy as np
 
 from ..errors import ConfigError
 from .classify import Classify
+from .forecast import Forecast
 from .gan import GenerateImages
 from .regress import Regress
 
-TASKS = {"classify": Classify, "regress": Regress, "gan": GenerateImages}
+TASKS = {"classify": Classify, "regress": Regress, "gan": GenerateImages, "forecast": Forecast}
 
 
 def infer_task(y: np.ndarray) -> tuple[str, str]:
