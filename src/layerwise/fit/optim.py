@@ -14,13 +14,19 @@ DEFAULT_LR = {"sgd": 0.05, "adam": 3e-3, "adamw": 3e-3, "rmsprop": 1e-3}
 
 def make_optimizer(model: torch.nn.Module, cfg: Any, lr: float | None = None) -> torch.optim.Optimizer:
     """The optimizer named in the config; weight decay is not applied to biases and norm layers."""
+    asked = lr
     lr = lr or cfg.lr or DEFAULT_LR[cfg.optimizer]
     decay, no_decay = [], []
     for p in model.parameters():
         if p.requires_grad:
             (decay if p.ndim >= 2 else no_decay).append(p)
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    groups = [g for g in groups if g["params"]] if cfg.weight_decay else [{"params": decay + no_decay}]
     groups = [g for g in groups if g["params"]]
+    if hasattr(model, "layer_groups"):  # pretrained backbones: a learning rate per layer group (transfer.py)
+        from .transfer import param_groups
+
+        groups, lr = param_groups(model, cfg, asked)
     if not groups:
         raise ConfigError("the model has no trainable parameters; unfreeze some layers.")
     fast = {"foreach": True}

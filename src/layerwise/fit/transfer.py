@@ -1,0 +1,118 @@
+"""Transfer learning on the one loop: discriminative learning rates as optimizer parameter groups, freezing and
+gradual unfreezing as a callback.
+
+A model that supports it has `layer_groups()`: lists of modules from the input up, its new head last.
+- discriminative learning rates (`lr_decay`): the head trains at `lr`, the group below it at lr * lr_decay,
+  the next at lr * lr_decay**2, ... (Howard & Ruder 2018, ULMFiT; "layer-wise decay" for transformers);
+- `freeze`: only the head trains; the backbone is fixed (and kept in evaluation mode);
+- `unfreeze_every` N: the head trains alone for N epochs, then one more group from the top joins every N
+  epochs, until the whole network trains.
+Every parameter sits in the optimizer from the start (a frozen one has no gradient, so the optimizer skips it),
+so unfreezing changes nothing but `requires_grad`, and checkpoints resume exactly.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from ..errors import ConfigError
+from .loop import Callback, Loop
+
+
+def groups_of(model: torch.nn.Module) -> list[list[torch.nn.Parameter]]:
+    """The parameters of each layer group, input first, head last (each parameter once)."""
+    seen: set[int] = set()
+    out = []
+    for modules in model.layer_groups():
+        params = []
+        for m in modules:
+            for p in m.parameters():
+                if id(p) not in seen:
+                    seen.add(id(p))
+                    params.append(p)
+        out.append(params)
+    rest = [p for p in model.parameters() if id(p) not in seen]
+    if rest:  # anything a model forgot to list trains with the lowest group
+        out[0] = rest + out[0]
+    return out
+
+
+def head_only(cfg: Any) -> bool:
+    return bool(getattr(cfg, "freeze", False)) and not getattr(cfg, "unfreeze_every", None)
+
+
+def param_groups(model: torch.nn.Module, cfg: Any, lr: float | None = None) -> tuple[list[dict], float]:
+    """Optimizer groups with a learning rate per layer group (and no weight decay on biases and norms).
+
+    The peak learning rate of the head is `lr`, else cfg.lr, else the model's fine-tuning default (or the
+    optimizer's default when only the head trains). Returns (groups, head learning rate).
+    """
+    from .optim import DEFAULT_LR
+
+    lr = lr or cfg.lr or (DEFAULT_LR[cfg.optimizer] if head_only(cfg) else getattr(model, "finetune_lr", None)
+                          or DEFAULT_LR[cfg.optimizer])
+    decay = getattr(cfg, "lr_decay", 1.0) or 1.0
+    groups = []
+    layers = groups_of(model)
+    for depth, params in enumerate(reversed(layers)):  # depth 0 is the head
+        group_lr = lr * decay ** depth
+        for wd, chosen in ((cfg.weight_decay, [p for p in params if p.ndim >= 2]),
+                           (0.0, [p for p in params if p.ndim < 2])):
+            if chosen:
+                groups.append({"params": chosen, "lr": group_lr, "weight_decay": wd, "layer_group": depth})
+    return groups, lr
+
+
+def set_trainable(model: torch.nn.Module, n_top: int | None) -> int:
+    """Let the top `n_top` layer groups train (None: all) and freeze the rest; returns how many train."""
+    layers = groups_of(model)
+    n = len(layers) if n_top is None else max(1, min(n_top, len(layers)))
+    for i, params in enumerate(layers):
+        for p in params:
+            p.requires_grad_(i >= len(layers) - n)
+    model.train(model.training)  # fully frozen groups switch to evaluation mode
+    return n
+
+
+def trainable_groups(cfg: Any, epoch: int, n_groups: int) -> int | None:
+    """How many layer groups (from the top) train in `epoch` (0-based); None means all."""
+    if cfg.unfreeze_every:
+        return min(n_groups, 1 + epoch // cfg.unfreeze_every)
+    return 1 if cfg.freeze else None
+
+
+class Unfreeze(Callback):
+    """Sets which layer groups train at the start of every epoch: the head only, some, or all."""
+
+    def __init__(self, cfg: Any):
+        self.cfg, self.trainable = cfg, None
+
+    def on_epoch_start(self, loop: Loop) -> None:
+        n_groups = len(loop.model.layer_groups())
+        want = trainable_groups(self.cfg, loop.epoch, n_groups)
+        if want != self.trainable:
+            n = set_trainable(loop.model, want)
+            if self.trainable is not None and self.cfg.progress:
+                import sys
+
+                print(f"epoch {loop.epoch + 1}: training the top {n} of {n_groups} layer groups", file=sys.stderr)
+            self.trainable = want
+
+    def on_fit_end(self, loop: Loop) -> None:
+        set_trainable(loop.model, None)  # a finished model is an ordinary module again
+
+
+def transfer_callbacks(cfg: Any, model: torch.nn.Module) -> list[Callback]:
+    """[Unfreeze] for models with layer groups; the transfer settings on any other model are an error."""
+    if hasattr(model, "layer_groups"):
+        return [Unfreeze(cfg)] if (cfg.freeze or cfg.unfreeze_every) else []
+    used = [name for name, on in (("freeze", cfg.freeze), ("lr_decay", cfg.lr_decay != 1.0),
+                                  ("unfreeze_every", cfg.unfreeze_every)) if on]
+    if used:
+        flags = ", ".join("--" + s.replace("_", "-") for s in used)
+        verb, them = ("apply", "them") if len(used) > 1 else ("applies", "it")
+        raise ConfigError(f"{flags} {verb} to pretrained models only; use --model pretrained:NAME "
+                          f"(see `layerwise models`) or drop {them}.")
+    return []
