@@ -61,6 +61,8 @@ class Generator(nn.Module):
             ch = out
         self.net = nn.Sequential(*layers)
         self.apply(dcgan_init)
+        if self.embed is not None:  # small label codes: with N(0, 1) ones the generator ignored z within a class
+            nn.init.normal_(self.embed.weight, 0.0, 0.1)  # (MNIST: within-class diversity 0.07 vs 0.42 at step 300)
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         if self.embed is not None:
