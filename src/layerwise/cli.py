@@ -79,6 +79,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("models", help="list the architectures and the pretrained:NAME models (installed or not)")
 
+    for name, help_ in (("embed", "encoder vectors of data (.npz) and a 2-D map coloured by label (autoencoders)"),
+                        ("cluster", "k-means on the embeddings of data; NMI and ARI when it has labels"),
+                        ("score", "anomaly score (and flag) per sample of data (--task anomaly or reconstruct)")):
+        u = sub.add_parser(name, help=help_)
+        u.add_argument("run", metavar="RUN")
+        u.add_argument("source", metavar="DATA", help="data like the training data (a name: its test split)")
+        u.add_argument("--target", metavar="COLUMN", help="table column with labels (default: the run's target)")
+        if name == "embed":
+            u.add_argument("--out", default="embeddings.npz", metavar="NPZ", help="where to save the vectors")
+            u.add_argument("--plot", metavar="PNG", help="save a 2-D map of the embeddings")
+            u.add_argument("--map", default="pca", choices=("pca", "tsne", "umap"), help="2-D map method")
+        else:
+            u.add_argument("--out", metavar="CSV", help="save one row per sample")
+            u.add_argument("--json", action="store_true", help="print the results as JSON")
+        if name == "cluster":
+            u.add_argument("--k", type=int, default=10, metavar="K", help="number of clusters (default: 10)")
+            u.add_argument("--seed", type=int, default=0, metavar="N", help="k-means seed (default: 0)")
+            u.add_argument("--manifold", choices=("tsne", "umap"), help="k-means on this 2-D map of the embeddings")
+
     r = sub.add_parser("runs", help="list runs with their key metrics")
     r.add_argument("root", nargs="?", default="runs", metavar="FOLDER")
 
@@ -256,6 +275,61 @@ COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict
 COMMANDS["sample"] = cmd_sample
 COMMANDS["generate"] = cmd_generate
 COMMANDS["models"] = cmd_models
+
+def cmd_embed(args) -> int:
+    from .embed import embed
+    from .run import Run
+
+    z = embed(Run.load(args.run), args.source, out=args.out, plot=args.plot, method=args.map,
+              target=args.target)["embeddings"]
+    plot = f" and a {args.map} map to {args.plot}" if args.plot else ""
+    print(f"wrote {z.shape[0]} embeddings of size {z.shape[1]} to {args.out}{plot}", file=sys.stderr)
+    return 0
+
+
+def cmd_cluster(args) -> int:
+    from .embed import cluster
+    from .run import Run
+
+    r = cluster(Run.load(args.run), args.source, args.k, seed=args.seed, out=args.out, target=args.target,
+                manifold=args.manifold)
+    summary = {k: r[k] for k in ("k", "sizes", "nmi", "ari") if k in r}
+    if args.json:
+        print(json.dumps(summary))
+        return 0
+    print("cluster    size")
+    for i, n in enumerate(r["sizes"]):
+        print(f"{i:>7} {n:>7}")
+    for m in ("nmi", "ari"):
+        if m in r:
+            print(f"{m:>7} {r[m]:.4f}")
+    return 0
+
+
+def cmd_score(args) -> int:
+    from .embed import score
+    from .run import Run
+
+    r = score(Run.load(args.run), args.source, out=args.out, target=args.target)
+    s, flags = r["score"], r["flag"]
+    metrics = {k: r[k] for k in ("auroc", "average_precision", "tpr", "fpr") if k in r}
+    if args.json:
+        rows = [{"row": i, "score": float(v), **({"flag": bool(flags[i])} if flags is not None else {})}
+                for i, v in enumerate(s)]
+        print(json.dumps({"threshold": r["threshold"], **metrics, "rows": rows}))
+        return 0
+    if not args.out:
+        for i, v in enumerate(s):
+            print(f"{i}\t{v:.6g}" + (f"\t{'anomaly' if flags[i] else 'normal'}" if flags is not None else ""))
+    parts = [f"{len(s)} scores" + (f" written to {args.out}" if args.out else "")]
+    if flags is not None:
+        parts.append(f"{int(flags.sum())} flagged (threshold {r['threshold']:.4g})")
+    parts += [f"{k} {v:.4f}" for k, v in metrics.items()]
+    print("; ".join(parts), file=sys.stderr)
+    return 0
+
+
+COMMANDS.update(embed=cmd_embed, cluster=cmd_cluster, score=cmd_score)
 
 if __name__ == "__main__":
     sys.exit(main())

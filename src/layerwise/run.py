@@ -160,6 +160,11 @@ class Run:
             if self._test is None:
                 self._test = self._reload_test()
             inputs, y = self._test
+        elif hasattr(self.task, "targets"):  # reconstruction-like tasks: the target is the input itself
+            from .embed import inputs_of
+
+            inputs, labels = inputs_of(self, data)
+            y = self.task.targets(inputs, labels)
         elif hasattr(self.task, "labelled"):  # tasks that make their own (inputs, targets), e.g. forecast windows
             from .data import load
 
@@ -205,6 +210,25 @@ class Run:
         from .sample import sample
 
         return sample(self, n, label, seed)
+
+    def embed(self, data: Any = None, **options: Any) -> dict[str, Any]:
+        """Encoder vectors of `data` (an autoencoder run); options out=NPZ, plot=PNG, method=pca|tsne.
+        Example: ``run.embed("mnist", plot="map.png")["embeddings"]``."""
+        from .embed import embed
+
+        return embed(self, data, **options)
+
+    def cluster(self, data: Any = None, k: int = 10, **options: Any) -> dict[str, Any]:
+        """k-means on the embeddings of `data`, with NMI and ARI when it has labels: ``run.cluster("mnist", k=10)``."""
+        from .embed import cluster
+
+        return cluster(self, data, k, **options)
+
+    def score(self, data: Any = None, **options: Any) -> dict[str, Any]:
+        """Anomaly score (and flag, with the run's threshold) per sample of `data`: ``run.score("new.csv")``."""
+        from .embed import score
+
+        return score(self, data, **options)
 
     def predict(self, x: Any) -> dict[str, Any]:
         """Predictions (and class probabilities) for arrays, a DataFrame, image files, or a CSV/.npz path."""

@@ -8,9 +8,11 @@ from ..errors import ConfigError
 from .classify import Classify
 from .forecast import Forecast
 from .gan import GenerateImages
+from .reconstruct import Anomaly, Reconstruct
 from .regress import Regress
 
-TASKS = {"classify": Classify, "regress": Regress, "gan": GenerateImages, "forecast": Forecast}
+TASKS = {"classify": Classify, "regress": Regress, "gan": GenerateImages, "forecast": Forecast,
+         "reconstruct": Reconstruct, "anomaly": Anomaly}
 
 
 def infer_task(y: np.ndarray) -> tuple[str, str]:
