@@ -229,6 +229,8 @@ def tokenizer_from_json(s: str) -> HFTokenizer:
 class Pretrained(nn.Module):
     """A pretrained backbone with a new head. Subclasses list their parameter groups in `layer_groups()`."""
 
+    finetune_lr = 1e-3  # default peak learning rate when the whole network trains (the registry sets it)
+
     def layer_groups(self) -> list[list[nn.Module]]:
         raise NotImplementedError
 
