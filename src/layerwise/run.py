@@ -211,6 +211,16 @@ class Run:
 
         return sample(self, n, label, seed)
 
+    def generate(self, prompt: str = "\n", tokens: int = 200, temperature: float = 1.0, top_k: int | None = None,
+                 seed: int | None = None) -> str:
+        """Text from a language model (--task generate): the prompt and `tokens` sampled tokens after it.
+
+        Example: ``run.generate("ROMEO:", tokens=300, temperature=0.8, top_k=40)``.
+        """
+        from .generate import generate
+
+        return generate(self, prompt, tokens, temperature, top_k, seed)
+
     def embed(self, data: Any = None, **options: Any) -> dict[str, Any]:
         """Encoder vectors of `data` (an autoencoder run); options out=NPZ, plot=PNG, method=pca|tsne.
         Example: ``run.embed("mnist", plot="map.png")["embeddings"]``."""

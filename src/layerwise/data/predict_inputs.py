@@ -21,6 +21,10 @@ def to_data(x: Any, pre: Any, target: str | None) -> Data:
         return x
     if hasattr(pre, "read_inputs"):  # preprocessors that read their own inputs (series history, WAV files)
         return pre.read_inputs(x)
+    if kind == "text":  # strings are texts (or a CSV / .txt file of them)
+        from .textpre import text_inputs
+
+        return text_inputs(x, pre, target)
     if isinstance(x, pd.DataFrame):
         return Data("table", x.drop(columns=[target], errors="ignore"), None)
     if isinstance(x, (str, Path)):

@@ -55,6 +55,10 @@ def _audio_pre(d: Data):
 
 
 def preprocessor_from_dict(d: dict):
+    if d.get("kind") in ("text", "corpus"):
+        from .textpre import text_preprocessor_from_dict
+
+        return text_preprocessor_from_dict(d)
     if d.get("kind") == "series":  # forecast windows
         from .timeseries import SeriesPre
 
@@ -123,8 +127,12 @@ def prepare(
     seed: int = 0,
     validation: Data | None = None,
     test: Data | None = None,
+    fit_pre: Any = None,
 ) -> Prepared:
-    """Split data, fit the task's target encoding and the input preprocessing on the training split."""
+    """Split data, fit the task's target encoding and the input preprocessing on the training split.
+
+    `fit_pre(train_data) -> preprocessor` replaces the built-in fitting (text: a tokenizer with the run's settings).
+    """
     if data.y is None:
         raise DataError("the data has no targets; give a target column or (X, y) arrays.")
     data = drop_missing_targets(data)
@@ -142,7 +150,8 @@ def prepare(
         train_idx, val_idx = rest, None
     if len(train_idx) < 2:
         raise DataError(f"only {len(train_idx)} training sample(s) left after splitting; give more data.")
-    pre = (TablePre.fit(data.x.iloc[train_idx]) if data.kind == "table"
+    pre = (fit_pre(_subset(data, train_idx)) if fit_pre is not None
+           else TablePre.fit(data.x.iloc[train_idx]) if data.kind == "table"
            else _audio_pre(_subset(data, train_idx)) if data.kind == "audio"
            else ArrayPre.fit(_subset(data, train_idx)))
 

@@ -12,7 +12,7 @@ import pandas as pd
 from ..errors import DataError
 from . import builtin
 from .images import is_image_path, read_images, scan_folder
-from .tables import column_kind, read_table
+from .tables import read_table
 
 
 @dataclass
@@ -161,8 +161,9 @@ def _from_frame(df: pd.DataFrame, target: str | None, root: Path | None) -> Data
         files = [Path(p) if Path(p).is_absolute() else root / p for p in x[image_cols[0]]]
         imgs, kept = read_images(files)
         return Data("image", imgs, y[kept], target=target, notes=notes)
-    if x.shape[1] == 1 and column_kind(x.iloc[:, 0]) == "text":  # one text column: a text data set
-        from .textpre import text_data
+    from .textpre import is_text_column, text_data
+
+    if x.shape[1] == 1 and is_text_column(x.iloc[:, 0]):  # one text column: a text data set
 
         return text_data(x.iloc[:, 0].reset_index(drop=True), y, target, notes)
     return Data("table", x.reset_index(drop=True), y, target=target, notes=notes)

@@ -10,8 +10,8 @@ CONV_MODELS = ("cnn", "resnet")
 
 
 def default_model(spec: dict) -> str:
-    """Images → cnn, text → transformer, a text corpus → gpt, anything else → mlp."""
-    return {"image": "cnn", "text": "transformer", "corpus": "gpt", "series": "dlinear", "audio": "crnn"}.get(
+    """Images → cnn, text → gru (bidirectional), a text corpus → gpt, anything else → mlp."""
+    return {"image": "cnn", "text": "gru", "corpus": "gpt", "series": "dlinear", "audio": "crnn"}.get(
         spec["kind"], "mlp")
 
 

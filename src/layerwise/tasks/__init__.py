@@ -8,11 +8,12 @@ from ..errors import ConfigError
 from .classify import Classify
 from .forecast import Forecast
 from .gan import GenerateImages
+from .generate import Generate
 from .reconstruct import Anomaly, Reconstruct
 from .regress import Regress
 
-TASKS = {"classify": Classify, "regress": Regress, "gan": GenerateImages, "forecast": Forecast,
-         "reconstruct": Reconstruct, "anomaly": Anomaly}
+TASKS = {"classify": Classify, "regress": Regress, "gan": GenerateImages, "generate": Generate,
+         "reconstruct": Reconstruct, "anomaly": Anomaly, "forecast": Forecast}
 
 
 def infer_task(y: np.ndarray) -> tuple[str, str]:

@@ -1,0 +1,137 @@
+"""Language modelling (`--task generate`): predict each next token of a text corpus.
+
+The corpus is tokenized (characters by default, or BPE/WordPiece trained on the training part only); its
+last `val_fraction` (10%) is held out. Training windows of `block_size` tokens are views into the one id
+tensor (no copies), re-cut at a new offset every epoch so that every position starts a window sometime.
+Metrics: cross-entropy per token (`loss`) and perplexity.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from ..errors import DataError
+
+# settings the language model uses unless the user sets them: a small GPT trained briefly at a high rate
+DEFAULTS = {"tokenizer": "char", "block_size": 128, "epochs": 2, "batch_size": 32, "lr": 3e-3,
+            "dropout": 0.0, "weight_decay": 0.1, "grad_clip": 1.0, "warmup": 0.05, "schedule": "cosine"}
+
+
+class Generate:
+    name = "generate"
+    monitor = ("loss", "min")
+
+    def __init__(self, vocab_size: int, **_: Any):
+        self.vocab_size = vocab_size
+        self.train_ids = None  # the training token ids (a torch tensor), set by prepare; not saved
+
+    @property
+    def out_dim(self) -> int:
+        return self.vocab_size
+
+    @classmethod
+    def prepare(cls, cfg: Any, data: Any, quiet: bool = False):
+        """Tokenize the corpus, hold out its end, and cut views of block_size windows (see the module doc)."""
+        import torch
+
+        from ..api import say
+        from ..data.prepare import Prepared, Split
+        from ..data.textpre import CorpusPre, train_tokenizer
+
+        if data.kind != "corpus":
+            raise DataError(f"the generate task learns from a text corpus, but the data is {data.kind} data; "
+                            "give a .txt file.")
+        changed = fill_defaults(cfg, DEFAULTS)
+        if changed:
+            say("language-model defaults: " + ", ".join(f"{k} {v}" for k, v in changed.items())
+                + " (set them to override)", quiet)
+        text: str = data.x
+        cut = int(len(text) * (1 - cfg.val_fraction))
+        train_text, val_text = text[:cut], text[cut:]
+        pre = CorpusPre(train_tokenizer([train_text], cfg.tokenizer, cfg.vocab_size), cfg.block_size)
+        train_ids, val_ids = pre.encode(train_text), pre.encode(val_text)
+        unk = int((val_ids == pre.tokenizer.unk_id).sum())
+        if unk:
+            say(f"{unk} validation tokens are not in the training vocabulary and count as [UNK]", quiet)
+        block = cfg.block_size
+        n = (len(train_ids) - 1) // block - 1  # one block of slack for the per-epoch offset
+        if n < 2:
+            raise DataError(f"the corpus has {len(train_ids)} training tokens, too few for windows of "
+                            f"block_size={block}; give a longer text or a smaller --block-size.")
+        task = cls(pre.tokenizer.vocab_size)
+        task.train_ids = torch.from_numpy(train_ids)
+        x, y = windows(task.train_ids, block, n, 0)
+        say(f"tokens: {len(train_ids):,} train, {len(val_ids):,} validation ({pre.tokenizer.kind} tokenizer, "
+            f"{pre.tokenizer.vocab_size} ids); {n:,} windows of {block} per epoch", quiet)
+        val = None
+        nv = (len(val_ids) - 1) // block
+        if nv >= 1:
+            vx, vy = windows(torch.from_numpy(val_ids), block, nv, 0)
+            val = Split((vx,), vy)
+        # the held-out end is both the validation split and what `evaluate` reports
+        return Prepared(pre, task, Split((x,), y), val, val)
+
+    def callbacks(self, cfg: Any, run_dir: Any) -> list:
+        return [] if self.train_ids is None else [ShiftWindows(self.train_ids, cfg.block_size)]
+
+    def fit(self, y: np.ndarray) -> np.ndarray:
+        return y
+
+    def encode(self, y: np.ndarray) -> np.ndarray:
+        return y
+
+    def loss(self, out, y):
+        import torch.nn.functional as F
+
+        return F.cross_entropy(out.flatten(0, 1).float(), y.flatten())
+
+    def metrics(self, out, y) -> dict[str, float]:
+        return {"perplexity": math.exp(min(float(self.loss(out, y)), 50.0))}
+
+    def decode(self, out) -> dict[str, Any]:
+        return {"prediction": out.argmax(-1).cpu().numpy()}
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "vocab_size": self.vocab_size}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Generate:
+        return cls(d["vocab_size"])
+
+    def describe(self) -> str:
+        return f"generate (next token of {self.vocab_size})"
+
+
+def windows(ids, block: int, n: int, offset: int):
+    """n inputs and targets of `block` ids starting at offset, offset + block, ...: views, not copies."""
+    return ids[offset:offset + n * block].view(n, block), ids[offset + 1:offset + 1 + n * block].view(n, block)
+
+
+class ShiftWindows:
+    """At each epoch start, re-cut the training windows at an offset drawn from the seed and the epoch."""
+
+    def __init__(self, ids, block: int):
+        self.ids, self.block = ids, block
+
+    def on_epoch_start(self, loop) -> None:
+        offset = int(np.random.default_rng([loop.cfg.seed, loop.epoch]).integers(self.block)) if loop.epoch else 0
+        x, y = windows(self.ids, self.block, len(loop.train_y), offset)
+        loop.train_inputs, loop.train_y = (x.to(loop.device),), y.to(loop.device)
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
+def fill_defaults(cfg: Any, defaults: dict) -> dict:
+    """Set each setting the user did not give (not in cfg.model_fields_set) to the task's default."""
+    given = cfg.model_fields_set
+    changed = {k: v for k, v in defaults.items() if k not in given and getattr(cfg, k) != v}
+    for k, v in changed.items():
+        setattr(cfg, k, v)
+    return changed
