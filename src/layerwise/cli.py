@@ -154,8 +154,9 @@ def cmd_evaluate(args) -> int:
         print(json.dumps(metrics))
         return 0
     cm = metrics.pop("confusion_matrix", None)
+    width = max([10, *map(len, metrics)])  # forecast metrics have long names (seasonal_naive_mse, ...)
     for k, v in metrics.items():
-        print(f"{k:>10}  {v:.4f}")
+        print(f"{k:>{width}}  {v:.4f}")
     if cm is not None and len(cm) <= 20:
         print("confusion matrix (rows: true, columns: predicted)")
         for row in cm:

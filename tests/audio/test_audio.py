@@ -224,5 +224,5 @@ def test_fsdd_accuracy(shared_data, tmp_path, monkeypatch):
     """The built-in fsdd with the defaults (crnn on log-mel): test accuracy >= 0.95 on takes 0-4."""
     monkeypatch.setenv("LAYERWISE_FSDD", str(shared_data / "fsdd_recordings.tar.gz"))
     monkeypatch.setenv("LAYERWISE_CACHE", str(tmp_path / "cache"))
-    run = lw.train("fsdd", out=tmp_path / "r", progress=False, tensorboard=False, quiet=True)
+    run = lw.train("fsdd", out=tmp_path / "r", threads=1, progress=False, tensorboard=False, quiet=True)
     assert run.info["model"] == "crnn" and run.info["test_metrics"]["accuracy"] >= 0.95
