@@ -1,12 +1,21 @@
 """Transfer learning: pretrained backbones fine-tuned or frozen against models trained from scratch.
 
-    python benchmarks/transfer.py sst2 [--epochs 3] [--threads 2]
+    python benchmarks/transfer.py sst2 [--epochs 1] [--threads 2]
+    python benchmarks/transfer.py cifar --per-class 50 --epochs 3 --threads 1
     python benchmarks/transfer.py cifar [--per-class 100] [--epochs 3] [--threads 2] [--gradual]
 
 sst2: all-MiniLM-L6-v2 fine-tuned (and frozen) on ../shared/data/sst2, scored on its given test split.
 cifar: EfficientNet-Lite0 (ImageNet) frozen and fine-tuned on a CIFAR-10 subset of --per-class training and
 test images per class (unzipped from ../shared/data/cifar10 into a temporary folder), against the default
 CNN trained from scratch on the same images. Fixed seeds; prints a markdown table (test accuracy, seconds).
+
+Measured (1 thread, on a shared 2-core machine with load ~15, so seconds are only indicative):
+| model | test accuracy | epochs | seconds |
+|---|---|---|---|
+| MiniLM fine-tuned (SST-2, given test split, 1821 sentences) | 0.8726 | 1 | 719 |
+| EfficientNet-Lite0 frozen (CIFAR-10, 50/class train, 50/class test) | 0.6720 | 3 | 511 |
+| EfficientNet-Lite0 fine-tuned (same) | 0.6940 | 3 | 397 |
+| CNN from scratch, defaults + augment (same) | 0.4120 | 30 | 79 |
 Needs: pip install 'layerwise[text]' and 'layerwise[vision]'.
 """
 

