@@ -35,10 +35,10 @@ def main() -> None:
                                out=Path(tmp) / f"{spec_augment}-{seed}", progress=False, tensorboard=False, quiet=True)
                 train_s = sum(h["seconds"] for h in run.history)
                 rows.append((spec_augment, seed, run.info["test_metrics"], train_s, time.perf_counter() - t))
-    print(f"{'setting':<26}{'seed':>5}{'accuracy':>10}{'macro F1':>10}{'train s':>9}{'total s':>9}")
+    print(f"{'setting':<32}{'seed':>5}{'accuracy':>10}{'macro F1':>10}{'train s':>9}{'total s':>9}")
     for sa, seed, m, train_s, total in rows:
         name = f"crnn{' + SpecAugment' if sa else ''}, {args.epochs} epochs"
-        print(f"{name:<26}{seed:>5}{m['accuracy']:>10.4f}{m['macro_f1']:>10.4f}{train_s:>9.1f}{total:>9.1f}")
+        print(f"{name:<32}{seed:>5}{m['accuracy']:>10.4f}{m['macro_f1']:>10.4f}{train_s:>9.1f}{total:>9.1f}")
     print("test set: 300 clips (takes 0-4 of each of 6 speakers and 10 digits); train 2,430, validation 270.")
 
 
