@@ -31,7 +31,8 @@ def bench_cluster(args, root: Path) -> None:
 
     data = mnist_path()
     t = time.perf_counter()
-    run = lw.train(data, task="reconstruct", model=args.model, latent=16, epochs=args.epochs, seed=0, quiet=True,
+    epochs = args.epochs or 10
+    run = lw.train(data, task="reconstruct", model=args.model, latent=16, epochs=epochs, seed=0, quiet=True,
                    progress=False, tensorboard=False, threads=args.threads, out=root / "cluster")
     train_s = time.perf_counter() - t
     rows = []
@@ -39,7 +40,7 @@ def bench_cluster(args, root: Path) -> None:
         t = time.perf_counter()
         r = run.cluster(data, k=10, manifold=manifold)
         rows.append((manifold or "none", r["nmi"], r["ari"], time.perf_counter() - t))
-    print(f"\nMNIST {args.model} (latent 16, {args.epochs} epochs, {train_s:.0f} s to train; test mse "
+    print(f"\nMNIST {args.model} (latent 16, {epochs} epochs, {train_s:.0f} s to train; test mse "
           f"{run.info['test_metrics']['mse']:.4f}) + k-means, k = 10, on the 10,000 test images")
     print(f"{'manifold':>9} {'NMI':>7} {'ARI':>7} {'seconds':>8}")
     for m, nmi, ari, s in rows:
@@ -50,16 +51,16 @@ def bench_oneclass(args, root: Path) -> None:
     import layerwise as lw
 
     data = mnist_path()
-    rows = []
+    rows, epochs = [], args.epochs or 15
     for d in args.digits:
         t = time.perf_counter()
         run = lw.train(data, task="anomaly", normal_class=d, model=args.model, latent=args.latent,
-                       epochs=args.epochs, seed=0, quiet=True, progress=False, tensorboard=False,
+                       epochs=epochs, seed=0, quiet=True, progress=False, tensorboard=False,
                        threads=args.threads, out=root / f"digit{d}")
         m = run.info["test_metrics"]
         rows.append((d, m["auroc"], m["average_precision"], m["tpr"], m["fpr"], time.perf_counter() - t))
         print(f"digit {d}: AUROC {m['auroc']:.4f} ({rows[-1][-1]:.0f} s)", file=sys.stderr, flush=True)
-    print(f"\nMNIST one-class ({args.model}, latent {args.latent}, {args.epochs} epochs): train on one digit, "
+    print(f"\nMNIST one-class ({args.model}, latent {args.latent}, {epochs} epochs): train on one digit, "
           "score all 10,000 test images")
     print(f"{'digit':>5} {'AUROC':>7} {'AP':>7} {'TPR@thr':>8} {'FPR@thr':>8} {'seconds':>8}")
     for d, auroc, ap, tpr, fpr, s in rows:
@@ -71,7 +72,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--part", choices=("cluster", "oneclass", "all"), default="all")
     p.add_argument("--model", default=None, help="autoencoder (default), conv_autoencoder or vae")
-    p.add_argument("--epochs", type=int, default=None, help="default: 20 (cluster), 20 (oneclass)")
+    p.add_argument("--epochs", type=int, default=None, help="default: 10 (cluster), 15 (oneclass)")
     p.add_argument("--latent", type=int, default=16, help="one-class code size (cluster: always 16)")
     p.add_argument("--digits", type=lambda s: [int(x) for x in s.split(",")], default=list(range(10)))
     p.add_argument("--tsne", action=argparse.BooleanOptionalAction, default=True,
@@ -79,7 +80,6 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
     args.model = args.model or "autoencoder"
-    args.epochs = args.epochs or 20
     import torch
 
     torch.set_num_threads(args.threads)

@@ -127,6 +127,9 @@ class Reconstruct:
         if cfg.task != "anomaly" and cfg.normal_class is not None:
             raise ConfigError("normal_class is a setting of --task anomaly; drop it or use --task anomaly.")
         _check_model(cfg)
+        if data.kind == "table" and cfg.target is None and data.target is not None and not quiet:
+            print(f"{cfg.task}: every column is an input, {data.target!r} too (name a label column with --target "
+                  "to evaluate against it)", file=sys.stderr)
         data = all_columns(data, cfg)
         task = cls.from_settings(cfg)
         labels = data.y
