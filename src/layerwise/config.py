@@ -87,9 +87,9 @@ SETTINGS: list[Setting] = [
       optional=True),
     S("max_len", int, None, "tokens kept per text (default: the longest training text, at most 256)", {"ge": 1},
       optional=True),
-    S("block_size", int, None, "context length of the language model in tokens (default 128)", {"ge": 2},
+    S("block_size", int, None, "context length of the language model in tokens (default 64)", {"ge": 2},
       optional=True),
-    S("d_model", int, None, "width of transformer layers and token embeddings (default 128)", {"ge": 4},
+    S("d_model", int, None, "width of transformer layers and token embeddings (default 128; gpt 64)", {"ge": 4},
       optional=True),
     S("heads", int, None, "attention heads of transformer layers (default 4)", {"ge": 1}, optional=True),
     S("layers", int, None, "stacked recurrent or transformer layers (default: 1 recurrent, 2 transformer, "

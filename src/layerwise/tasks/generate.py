@@ -15,9 +15,12 @@ import numpy as np
 
 from ..errors import DataError
 
-# settings the language model uses unless the user sets them: a small GPT trained briefly at a high rate
-DEFAULTS = {"tokenizer": "char", "block_size": 128, "epochs": 2, "batch_size": 32, "lr": 3e-3,
-            "dropout": 0.0, "weight_decay": 0.1, "grad_clip": 1.0, "warmup": 0.05, "schedule": "cosine"}
+# settings the language model uses unless the user sets them: a small GPT (4 layers, 64 wide) trained for two
+# epochs at a high rate with small batches reaches a lower Tiny Shakespeare validation loss in about half the
+# compute of nanoGPT's CPU recipe (benchmarks/shakespeare.py)
+DEFAULTS = {"tokenizer": "char", "block_size": 64, "d_model": 64, "layers": 4, "heads": 4, "epochs": 2,
+            "batch_size": 16, "lr": 4e-3, "dropout": 0.0, "weight_decay": 0.1, "grad_clip": 1.0, "warmup": 0.05,
+            "schedule": "cosine"}
 
 
 class Generate:
