@@ -12,7 +12,8 @@ from layerwise.errors import LayerwiseError
 
 
 def cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "layerwise.cli", *args], capture_output=True, text=True, cwd=cwd)
+    return subprocess.run([sys.executable, "-m", "layerwise.cli", *args], check=False, capture_output=True, text=True,
+                          cwd=cwd)
 
 
 def test_digits_defaults_reach_097(tmp_path):
@@ -36,7 +37,7 @@ def test_cli_train_evaluate_json(tmp_path):
 def test_resume_equals_uninterrupted(tmp_path, monkeypatch):
     from layerwise.fit.callbacks import Checkpoint
 
-    settings = dict(model="mlp", epochs=4, quiet=True, tensorboard=False, seed=3)
+    settings = {"model": "mlp", "epochs": 4, "quiet": True, "tensorboard": False, "seed": 3}
     full = lw.train("digits", out=tmp_path / "full", **settings)
     save = Checkpoint.on_epoch_end
 
@@ -131,9 +132,10 @@ def test_predict_wrong_shape(tmp_path):
 
 
 def test_help_does_not_import_torch():
-    r = subprocess.run([sys.executable, "-c", "import sys; from layerwise.cli import main\n"
-                        "try: main(['train', '--help'])\nexcept SystemExit: pass\n"
-                        "assert 'torch' not in sys.modules"], capture_output=True, text=True)
+    code = ("import sys; from layerwise.cli import main\n"
+            "try: main(['train', '--help'])\nexcept SystemExit: pass\n"
+            "assert 'torch' not in sys.modules")
+    r = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
 
 

@@ -7,7 +7,7 @@ the validated `Config` class is built from it on first use.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, NamedTuple, Optional
+from typing import Any, NamedTuple
 
 TASKS = ("classify", "regress", "generate", "reconstruct", "anomaly", "forecast")
 MODELS = ("auto", "mlp", "cnn", "resnet", "gan", "rnn", "lstm", "gru", "transformer", "gpt", "autoencoder",
@@ -27,7 +27,7 @@ class Setting(NamedTuple):
     type: type  # str, int, float, bool or list (of ints)
     default: Any
     help: str
-    bounds: dict = {}  # pydantic constraints: ge, gt, lt, le
+    bounds: dict = {}  # pydantic constraints: ge, gt, lt, le  # noqa: RUF012 (a NamedTuple field, never mutated)
     choices: tuple = ()
     optional: bool = False
 
@@ -161,7 +161,7 @@ def config_class():
     fields = {}
     for s in SETTINGS:
         t = list[int] if s.type is list else s.type
-        fields[s.name] = (Optional[t] if s.optional else t, Field(s.default, description=s.help, **s.bounds))
+        fields[s.name] = (t | None if s.optional else t, Field(s.default, description=s.help, **s.bounds))
 
     class Base(BaseModel):
         model_config = ConfigDict(extra="forbid", validate_assignment=True)

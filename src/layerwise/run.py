@@ -105,7 +105,7 @@ class Run:
                            "resume it with `layerwise train --resume`.")
         try:
             state = load_file(str(weights))
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 (several types for damaged files)
             raise RunError(f"the weights in {str(weights)!r} are damaged ({e.__class__.__name__}).") from None
         try:
             model.load_state_dict(state)

@@ -113,7 +113,7 @@ def split_indices(y: np.ndarray, fraction: float, seed: int, stratify: bool) -> 
     if fraction <= 0:
         return idx, idx[:0]
     strat = y if stratify and np.unique(y).size > 1 and np.bincount(y).min() >= 2 else None
-    n_out = max(1, int(round(fraction * len(y))))
+    n_out = max(1, round(fraction * len(y)))
     if strat is not None and n_out < np.unique(y).size:
         strat = None
     return tuple(train_test_split(idx, test_size=n_out, random_state=seed, stratify=strat))

@@ -65,8 +65,8 @@ def load_state(path: Path) -> dict:
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = json.loads(f.metadata()["state"])
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except Exception as e:  # safetensors raises several types for damaged files
+            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is not a dict)
+    except Exception as e:  # noqa: BLE001 (safetensors raises several types for damaged files)
         raise RunError(f"checkpoint {str(path)!r} is damaged ({e.__class__.__name__}); it cannot be used.") from None
     return unflatten(meta, tensors)
 
