@@ -47,6 +47,7 @@ def main() -> None:
     ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     ap.add_argument("--limit", type=int, default=0, help="use the first N training samples only")
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--models", default="mlp,cnn", help="comma list of models to compare")
     args = ap.parse_args()
     bf16 = args.precision == "bf16"
     if args.threads:
@@ -64,7 +65,7 @@ def main() -> None:
     prep = prepare_data(cfg, data, quiet=True)
     x, y = torch.as_tensor(prep.train.inputs[0]), torch.as_tensor(prep.train.y)
     rows = []
-    for name in ("mlp", "cnn"):
+    for name in args.models.split(","):
         times = {"layerwise": [], "raw": []}
         warm = build_model(name, prep.pre.spec(), prep.task.out_dim, cfg)  # untimed: thread pools, kernels
         raw_loop(warm, x[:1024], y[:1024], {"epochs": 1, "batch_size": args.batch_size}, bf16, bf16 and name == "cnn")

@@ -108,7 +108,8 @@ def test_cli_train_then_predict_a_string(tmp_path, capsys):
     reviews().to_csv(csv, index=False)
     out = tmp_path / "run"
     assert main(["train", str(csv), "--target", "sentiment", "--epochs", "8", "--out", str(out), "--threads", "1",
-                 "--no-progress", "--no-tensorboard", "--d-model", "32", "--hidden", "32"]) == 0
+                 "--no-progress", "--no-tensorboard", "--d-model", "32", "--hidden", "32",
+                 "--dropout", "0.3"]) == 0
     err = capsys.readouterr().err
     assert "model: gru" in err and "text defaults:" in err
     schema = json.loads((out / "schema.json").read_text())

@@ -54,6 +54,10 @@ def _hf_tokenizer(kind: str, texts: list[str], vocab_size: int) -> Any:
         trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=special, show_progress=False)
     tok.normalizer = normalizers.NFKC()
     tok.train_from_iterator(texts, trainer=trainer)
+    if kind == "wordpiece":  # the trainer breaks frequency ties in hash order: renumber so ids are reproducible
+        vocab = tok.get_vocab()
+        order = special + sorted(t for t in vocab if t not in special)
+        tok.model = models.WordPiece(vocab={t: i for i, t in enumerate(order)}, unk_token=UNK)
     return tok
 
 

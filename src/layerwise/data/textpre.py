@@ -226,7 +226,7 @@ def _column(df: pd.DataFrame, pre: TextPre, target: str | None) -> pd.Series:
 # ---------------------------------------------------------------- defaults
 
 # settings text classification uses unless the user sets them (tuned on SST-2: fast and accurate)
-TEXT_DEFAULTS = {"epochs": 3, "batch_size": 32, "lr": 5e-3, "dropout": 0.4, "weight_decay": 0.05}
+TEXT_DEFAULTS = {"epochs": 5, "batch_size": 32, "lr": 5e-3, "dropout": 0.5, "weight_decay": 0.05}
 
 
 def text_defaults(cfg: Any, quiet: bool = False) -> dict:
