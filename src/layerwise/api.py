@@ -117,7 +117,8 @@ def choose_precision(cfg, model_name: str, device: str) -> tuple[bool, bool, str
     if native and big:
         return True, conv, ("bf16 autocast" + (" + channels-last" if conv else "")
                             + " (auto: the hardware has native bf16; --precision fp32 to turn off)")
-    why = "no native bf16 on this hardware" if not native else "dense models gain little from bf16"
+    why = "no native bf16 on this hardware" if not native else \
+        "auto picks bf16 only for conv nets and pretrained backbones; --precision bf16 to try it"
     return False, False, f"fp32 (auto: {why})"
 
 
