@@ -152,6 +152,11 @@ def default_step(loop: Loop) -> None:
     with loop.autocast():
         loop.out = loop.model(*loop.inputs)
         loop.loss = loop.task.loss(loop.out, loop.y)
+    backward_and_step(loop)
+
+
+def backward_and_step(loop: Loop) -> None:
+    """The rest of every step once loop.loss is set: after_loss, backward, after_backward, clipping, update."""
     loop.fire("after_loss")
     loop.loss.backward()
     loop.fire("after_backward")

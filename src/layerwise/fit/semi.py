@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ConfigError, DataError
-from .loop import Callback, Loop
+from .loop import Callback, Loop, backward_and_step
 
 
 def _say(msg: str, quiet: bool) -> None:
@@ -221,13 +221,7 @@ class FixMatch(Callback):
             labelled = loop.task.loss(loop.out, loop.y)
         unlabelled = (F.cross_entropy(out[b:].float(), pseudo, reduction="none") * mask).mean()
         loop.loss = labelled + self.weight * unlabelled
-        loop.fire("after_loss")
-        loop.loss.backward()
-        loop.fire("after_backward")
-        if loop.cfg.grad_clip:
-            torch.nn.utils.clip_grad_norm_(loop.model.parameters(), loop.cfg.grad_clip)
-        loop.optimizer.step()
-        loop.optimizer.zero_grad(set_to_none=True)
+        backward_and_step(loop)
         self.sums += torch.stack([mask.sum().double().cpu(), torch.tensor(float(m), dtype=torch.float64),
                                   unlabelled.detach().double().cpu()])
         self.steps += 1
