@@ -1,3 +1,4 @@
+import contextlib
 from pathlib import Path
 
 import pytest
@@ -10,3 +11,29 @@ def shared_data():
     if not SHARED.is_dir():
         pytest.skip("../shared/data is absent")
     return SHARED.resolve()
+
+
+@pytest.fixture
+def crash_after_epoch(monkeypatch):
+    """``with crash_after_epoch(n): lw.train(...)``: the run writes its checkpoint at the end of epoch n, then dies
+    (the with-block asserts that it did); afterwards checkpoints behave normally again, ready for a resume."""
+
+    @contextlib.contextmanager
+    def crashing(n: int):
+        from layerwise.fit.callbacks import Checkpoint
+
+        save = Checkpoint.on_epoch_end
+
+        def crash(self, loop):
+            save(self, loop)
+            if loop.epoch == n:
+                raise RuntimeError("simulated crash")
+
+        monkeypatch.setattr(Checkpoint, "on_epoch_end", crash)
+        try:
+            with pytest.raises(RuntimeError, match="simulated"):
+                yield
+        finally:
+            monkeypatch.setattr(Checkpoint, "on_epoch_end", save)
+
+    return crashing

@@ -34,22 +34,11 @@ def test_cli_train_evaluate_json(tmp_path):
     assert set(metrics) >= {"accuracy", "macro_f1"} and 0 <= metrics["accuracy"] <= 1
 
 
-def test_resume_equals_uninterrupted(tmp_path, monkeypatch):
-    from layerwise.fit.callbacks import Checkpoint
-
+def test_resume_equals_uninterrupted(tmp_path, crash_after_epoch):
     settings = {"model": "mlp", "epochs": 4, "quiet": True, "tensorboard": False, "seed": 3}
     full = lw.train("digits", out=tmp_path / "full", **settings)
-    save = Checkpoint.on_epoch_end
-
-    def crash_after_epoch_2(self, loop):
-        save(self, loop)
-        if loop.epoch == 2:
-            raise RuntimeError("simulated crash")
-
-    monkeypatch.setattr(Checkpoint, "on_epoch_end", crash_after_epoch_2)
-    with pytest.raises(RuntimeError, match="simulated"):
+    with crash_after_epoch(2):
         lw.train("digits", out=tmp_path / "part", **settings)
-    monkeypatch.setattr(Checkpoint, "on_epoch_end", save)
     resumed = lw.train("digits", resume=tmp_path / "part", quiet=True)
     assert len(resumed.history) == 4
     for (k, a), b in zip(full.model.state_dict().items(), resumed.model.state_dict().values()):

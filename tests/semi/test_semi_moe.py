@@ -192,24 +192,13 @@ def test_fixmatch_pseudo_labels_only_confident_samples():
     assert loop.loss.item() > 0
 
 
-def test_resume_is_exact_with_semi_supervision_moe_and_mixup(tmp_path, monkeypatch):
-    from layerwise.fit.callbacks import Checkpoint
-
+def test_resume_is_exact_with_semi_supervision_moe_and_mixup(tmp_path, crash_after_epoch):
     settings = {"model": "mlp", "moe": 4, "hidden": [32], "epochs": 3, "labels_per_class": 5, "semi_supervised": True,
                 "unlabelled_ratio": 2, "augment": "mixup,jitter", "seed": 1, "threads": 1, "quiet": True,
                 "tensorboard": False}
     full = lw.train("digits", out=tmp_path / "full", **settings)
-    save = Checkpoint.on_epoch_end
-
-    def crash_after_epoch_1(self, loop):
-        save(self, loop)
-        if loop.epoch == 1:
-            raise RuntimeError("simulated crash")
-
-    monkeypatch.setattr(Checkpoint, "on_epoch_end", crash_after_epoch_1)
-    with pytest.raises(RuntimeError, match="simulated"):
+    with crash_after_epoch(1):
         lw.train("digits", out=tmp_path / "part", **settings)
-    monkeypatch.setattr(Checkpoint, "on_epoch_end", save)
     resumed = lw.train("digits", resume=tmp_path / "part", quiet=True)
     assert [h["unlabelled_used"] for h in resumed.history] == [h["unlabelled_used"] for h in full.history]
     for (k, a), b in zip(full.model.state_dict().items(), resumed.model.state_dict().values()):

@@ -108,24 +108,13 @@ def test_discriminative_learning_rates(tmp_path):
     assert lr == 3e-3  # only the new head trains: the optimizer's usual default
 
 
-def test_resume_with_gradual_unfreezing_equals_uninterrupted(tmp_path, monkeypatch):
-    from layerwise.fit.callbacks import Checkpoint
-
+def test_resume_with_gradual_unfreezing_equals_uninterrupted(tmp_path, crash_after_epoch):
     settings = dict(unfreeze_every=1, epochs=3, **FAST)
     torch.manual_seed(0)
     full = lw.train(toy_data(), model=Toy(), out=tmp_path / "full", **settings)
-    save = Checkpoint.on_epoch_end
-
-    def crash_after_epoch_1(self, loop):
-        save(self, loop)
-        if loop.epoch == 1:
-            raise RuntimeError("simulated crash")
-
-    monkeypatch.setattr(Checkpoint, "on_epoch_end", crash_after_epoch_1)
     torch.manual_seed(0)
-    with pytest.raises(RuntimeError, match="simulated"):
+    with crash_after_epoch(1):
         lw.train(toy_data(), model=Toy(), out=tmp_path / "part", **settings)
-    monkeypatch.setattr(Checkpoint, "on_epoch_end", save)
     resumed = lw.train(toy_data(), model=Toy(), resume=tmp_path / "part", quiet=True)
     for (k, a), b in zip(full.model.state_dict().items(), resumed.model.state_dict().values()):
         assert torch.equal(a, b), k
