@@ -47,6 +47,12 @@ def prepare_data(cfg, data: Any = None, quiet: bool = False):
     key = cfg.task
     if cfg.model == "gan" or (cfg.task == "generate" and cfg.model == "auto" and d.kind == "image"):
         key = "gan"  # image generation: tasks/gan.py (generate on text is the language-model task)
+    from .data.sequences import wants_sequences
+
+    if wants_sequences(cfg, d):  # series (or windows of one) to classify or regress: data/sequences.py
+        from .data.sequences import prepare_sequences
+
+        return prepare_sequences(cfg, d, quiet)
     if key in TASKS and hasattr(TASKS[key], "prepare"):
         # tasks with their own data flow (forecast, generate, reconstruct, ...): Task.prepare(cfg, data, quiet)
         return TASKS[key].prepare(cfg, d, quiet)
@@ -59,6 +65,12 @@ def prepare_data(cfg, data: Any = None, quiet: bool = False):
         task_name, why = infer_task(d.y)
         say(f"task: {task_name} ({why}; set --task to change)", quiet)
         cfg.task = task_name
+    if task_name in ("classify", "regress"):
+        from .data.sequences import time_column_hint
+
+        hint = time_column_hint(d)
+        if hint:
+            say(hint, quiet)
     smoothing = cfg.label_smoothing if cfg.label_smoothing is not None else (0.1 if d.kind == "image" else 0.0)
     task = make_task(task_name, loss=cfg.loss, label_smoothing=smoothing) if task_name == "classify" else \
         make_task(task_name, loss=cfg.loss)
@@ -102,12 +114,13 @@ def small_data_defaults(cfg, spec: dict, n_train: int, given: set) -> str | None
     return f"small data ({n_train} training rows): {shown} (set them to override)"
 
 
-def choose_precision(cfg, model_name: str, device: str) -> tuple[bool, bool, str]:
-    """(bf16, channels_last, sentence): auto uses bf16 (+ channels-last) for conv nets where the hardware has bf16."""
+def choose_precision(cfg, model_name: str, device: str, kind: str = "image") -> tuple[bool, bool, str]:
+    """(bf16, channels_last, sentence): auto uses bf16 (+ channels-last for images) for conv nets and pretrained
+    backbones where the hardware has bf16."""
     import torch
 
-    conv = model_name in ("cnn", "resnet") or model_name.startswith("pretrained:efficientnet")
-    big = conv or model_name.startswith("pretrained:")  # pretrained backbones: bf16 matmuls pay (~2x)
+    big = model_name in ("cnn", "resnet") or model_name.startswith("pretrained:")  # bf16 convs/matmuls pay (~2x)
+    conv = kind == "image" and (model_name in ("cnn", "resnet") or model_name.startswith("pretrained:efficientnet"))
     if cfg.precision == "fp32":
         return False, False, "fp32 (as asked)"
     native = torch.cuda.is_bf16_supported() if device.startswith("cuda") else cpu_has_bf16()
@@ -197,7 +210,7 @@ def train(data: Any = None, *, resume: str | Path | None = None, config: str | N
         model_name = default_model(spec) if cfg.model == "auto" else cfg.model
         model = build_model(model_name, spec, task.out_dim, cfg)
     device = ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
-    bf16, channels_last, why = choose_precision(cfg, model_name, device)
+    bf16, channels_last, why = choose_precision(cfg, model_name, device, spec["kind"])
     say(f"model: {model_name} ({count_parameters(model):,} parameters); task: {task.describe()}; "
         f"precision: {why}; device: {device}", quiet)
     from .fit.transfer import transfer_callbacks

@@ -98,12 +98,17 @@ SETTINGS: list[Setting] = [
     # time series (--task forecast) and audio
     S("horizon", int, None, "forecast: steps to predict (default: one season, e.g. 24 for hourly data)", {"ge": 1},
       optional=True),
-    S("lookback", int, None, "forecast: past steps the model sees (default: 336, less for short series)", {"ge": 1},
+    S("lookback", int, None, "forecast: past steps the model sees (default: 336, less for short series); "
+      "classify/regress a table: windows of this many rows, labelled by their last row", {"ge": 1},
       optional=True),
     S("season", int, None, "forecast: season length of the seasonal-naive baseline (default: from the time step: "
       "24 hourly, 7 daily, 12 monthly)", {"ge": 1}, optional=True),
     S("series_inputs", str, "all", "forecast: all numeric columns as inputs, or the target alone",
       choices=("all", "target")),
+    S("series_id", str, None, "classify/regress sequences: the column naming the series of a long table; each "
+      "series is one sample", optional=True),
+    S("stride", int, None, "classify/regress windows (--lookback): rows between training windows (default "
+      "lookback/4)", {"ge": 1}, optional=True),
     S("fill_gaps", bool, False, "forecast: fill missing timestamps and values by linear interpolation"),
     S("spec_augment", bool, False, "audio: SpecAugment time and frequency masks on training spectrograms"),
     # transfer learning (pretrained:NAME models)

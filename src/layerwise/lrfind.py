@@ -48,7 +48,7 @@ def lr_find(data: Any, plot: str | Path | None = "lr_find.png", start: float = 1
     name = "custom" if module is not None else (default_model(prepared.pre.spec()) if cfg.model == "auto"
                                                  else cfg.model)
     model = module or build_model(name, prepared.pre.spec(), prepared.task.out_dim, cfg)
-    bf16, channels_last, _ = choose_precision(cfg, name, "cpu")
+    bf16, channels_last, _ = choose_precision(cfg, name, "cpu", prepared.pre.spec()["kind"])
     per_epoch = max(1, len(prepared.train) // min(cfg.batch_size, len(prepared.train)))
     cfg = cfg.model_copy(update={"epochs": math.ceil(steps / per_epoch), "schedule": "constant"})
     sweep = _Sweep(start, end, steps)

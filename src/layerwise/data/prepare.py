@@ -63,6 +63,10 @@ def preprocessor_from_dict(d: dict):
         from .timeseries import SeriesPre
 
         return SeriesPre.from_dict(d)
+    if d.get("kind") == "sequence":  # sequences to classify (data/sequences.py)
+        from .sequences import SequencePre
+
+        return SequencePre.from_dict(d)
     if d.get("kind") == "audio":  # log-mel spectrograms of WAV files
         from .audio import AudioPre
 

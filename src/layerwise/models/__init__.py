@@ -10,8 +10,10 @@ CONV_MODELS = ("cnn", "resnet")
 
 
 def default_model(spec: dict) -> str:
-    """Images → cnn, text → gru (bidirectional), a text corpus → gpt, anything else → mlp."""
-    return {"image": "cnn", "text": "gru", "corpus": "gpt", "series": "dlinear", "audio": "crnn"}.get(
+    """Images and sequences → cnn, text → gru (bidirectional), a text corpus → gpt, a series to forecast →
+    dlinear, audio → crnn, anything else → mlp."""
+    return {"image": "cnn", "text": "gru", "corpus": "gpt", "series": "dlinear", "audio": "crnn",
+            "sequence": "cnn"}.get(
         spec["kind"], "mlp")
 
 
@@ -29,6 +31,8 @@ def build_model(name: str, spec: dict, out_dim: int, cfg: Any):
     from .mlp import MLP
     from .resnet import ResNet
 
+    if spec["kind"] == "sequence" and name in ("mlp", "cnn", "rnn", "lstm", "gru"):
+        return _sequence_model(name, spec, out_dim, cfg)
     if name == "mlp":
         if spec["kind"] == "table":
             return MLP(spec["n_num"], out_dim, cfg.hidden or (256, 128), cfg.activation, cfg.dropout,
@@ -71,6 +75,25 @@ def build_model(name: str, spec: dict, out_dim: int, cfg: Any):
 
         return build_autoencoder(name, spec, cfg)
     raise ConfigError(f"unknown model {name!r}; valid: mlp, cnn, resnet, or your own torch.nn.Module.")
+
+
+def _sequence_model(name: str, spec: dict, out_dim: int, cfg: Any):
+    """Models for sequences [B, T, C] (+ lengths when they vary): cnn (1-D), rnn/lstm/gru, or mlp (one length)."""
+    from .cnn import CNN1d
+    from .mlp import MLP
+    from .rnn import RecurrentNet
+
+    steps, c = spec["shape"]
+    if name == "cnn":
+        return CNN1d(c, out_dim, cfg.channels or (32, 64, 128), (128,) if cfg.hidden is None else cfg.hidden,
+                     cfg.activation, cfg.dropout, cfg.batch_norm, steps)
+    if name == "mlp":
+        if spec.get("variable"):
+            raise ConfigError("model 'mlp' needs sequences of one length, but these differ in length; use --model "
+                              "cnn or gru.")
+        return MLP(steps * c, out_dim, cfg.hidden or (256, 128), cfg.activation, cfg.dropout, cfg.batch_norm)
+    return RecurrentNet(out_dim, cell=name, in_features=c, hidden=(cfg.hidden or [128])[0], layers=cfg.layers or 1,
+                        bidirectional=cfg.bidirectional, dropout=cfg.dropout, readout="mean")
 
 
 def count_parameters(model) -> int:

@@ -44,3 +44,50 @@ class CNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))
+
+
+class CNN1d(nn.Module):
+    """The CNN for sequences [B, T, C]: blocks of two kernel-5 convolutions then max pooling by 2 (one conv
+    in the last block), average pooling over the real steps (`lengths`), dense layers. Same shape of
+    network as the image CNN, along time instead of height and width."""
+
+    def __init__(self, in_channels: int, out_dim: int, channels: Sequence[int] = (32, 64, 128),
+                 hidden: Sequence[int] = (128,), act: str = "relu", dropout: float = 0.1, batch_norm: bool = True,
+                 length: int | None = None):
+        super().__init__()
+        layers: list[nn.Module] = []
+        c, t = in_channels, length or 1 << 30
+        for i, ch in enumerate(channels):
+            last = i == len(channels) - 1
+            for c_in in ((c, ch) if not last else (c,)):
+                layers += [nn.Conv1d(c_in, ch, 5, padding=2, bias=not batch_norm)] + \
+                    ([nn.BatchNorm1d(ch)] if batch_norm else []) + [activation(act)]
+            if not last and t >= 4:
+                layers.append(nn.MaxPool1d(2, ceil_mode=True))
+                t = -(-t // 2)
+            c = ch
+        self.features = nn.Sequential(*layers)
+        dense: list[nn.Module] = []
+        width = c
+        for units in hidden:
+            dense += [nn.Linear(width, units), activation(act)] + ([nn.Dropout(dropout)] if dropout > 0 else [])
+            width = units
+        self.classifier = nn.Sequential(*dense, nn.Linear(width, out_dim))
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        h = x.transpose(1, 2)  # [B, C, T]
+        if lengths is None:
+            return self.classifier(self.features(h).mean(2))
+        # padded steps are zero before every convolution and never win a max pooling, so a sequence gives the
+        # same output however far its batch is padded
+        real = torch.arange(h.size(2), device=h.device)[None, None] < lengths.to(h.device)[:, None, None]
+        for layer in self.features:
+            if isinstance(layer, nn.Conv1d):
+                h = h.masked_fill(~real, 0.0)
+            elif isinstance(layer, nn.MaxPool1d):
+                h = layer(h.masked_fill(~real, float("-inf")))
+                real = layer(real.to(h.dtype)) > 0
+                continue
+            h = layer(h)
+        pooled = h.masked_fill(~real, 0.0).sum(2) / real.sum(2).clamp(min=1)
+        return self.classifier(pooled)

@@ -73,7 +73,8 @@ class Classify:
 
     def decode(self, out) -> dict[str, Any]:
         probs = out.float().softmax(1).cpu().numpy()
-        return {"prediction": [self.classes[i] for i in probs.argmax(1)], "probabilities": probs}
+        return {"prediction": [self.classes[i] for i in probs.argmax(1)], "probabilities": probs,
+                "classes": self.classes}
 
     def to_dict(self) -> dict:
         return {"name": self.name, "classes": self.classes, "label_smoothing": self.label_smoothing}

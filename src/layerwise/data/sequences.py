@@ -1,0 +1,402 @@
+"""Sequence classification and regression data: one label per series, or one per window of a long series.
+
+Three ways in:
+- a table in long form with `--series-id ID`: the rows of each ID (in time order when there is a time
+  column) are one sample, labelled by its target value, which must be the same on all its rows. Series
+  may differ in length: they are padded at the end and the models are told the true lengths.
+- a table holding one long series with a label on every row, and `--lookback N`: windows of N rows every
+  `--stride` rows, each labelled by its last row (the state the series is in at that moment). The split
+  is in time order (train, validation, test) and no window crosses from one part into the next.
+- arrays [N, T, C] (or [N, T]) as Data of kind "sequence", e.g. the built-in `mnist1d`.
+Channels are standardised with statistics of the training split only.
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..errors import ConfigError, DataError
+from .sources import Data
+
+MAX_LENGTH = 2000  # steps kept per series (the last ones) unless --lookback says otherwise
+
+
+def say(msg: str, quiet: bool) -> None:
+    if not quiet:
+        print(msg, file=sys.stderr)
+
+
+def wants_sequences(cfg: Any, d: Data) -> bool:
+    """Sequence data, or a table the settings ask to read as sequences (--series-id, or --lookback outside
+    forecasting)."""
+    if d.kind == "sequence":
+        return True
+    return d.kind == "table" and cfg.task in (None, "classify", "regress") and bool(cfg.series_id or cfg.lookback)
+
+
+def time_column_hint(d: Data) -> str | None:
+    """For a table with a column of times classified row by row: the sentence on how to read it as a series."""
+    if d.kind != "table":
+        return None
+    col = _time_column(d.x.head(200), [])
+    if col is None:
+        return None
+    return (f"note: column {col!r} holds times: each row is classified on its own. To classify windows of the "
+            "series give --lookback N (each window labelled by its last row); for one label per series of a "
+            "long table, --series-id COLUMN.")
+
+
+def as_array(seqs: Any) -> np.ndarray:
+    """A list of [T_i, C] float arrays as a 1-D object array (so that fancy indexing keeps them apart)."""
+    out = np.empty(len(seqs), dtype=object)
+    for i, s in enumerate(seqs):
+        out[i] = s
+    return out
+
+
+def _value_columns(df: pd.DataFrame, skip: list[str]) -> list[str]:
+    cols = [c for c in df.columns if c not in skip]
+    bad = [c for c in cols if not pd.api.types.is_numeric_dtype(df[c]) and
+           pd.to_numeric(df[c], errors="coerce").isna().sum() > df[c].isna().sum()]
+    if bad:
+        rows = np.flatnonzero((pd.to_numeric(df[bad[0]], errors="coerce").isna() & df[bad[0]].notna()).to_numpy())
+        raise DataError(f"column {bad[0]!r} has non-numeric values at rows {', '.join(map(str, rows[:5]))}; "
+                        "sequence models read numbers: fix those cells or drop the column.")
+    if not cols:
+        raise DataError("the table has no value columns besides the id, time and target columns; add some.")
+    return [str(c) for c in cols]
+
+
+def _time_column(df: pd.DataFrame, skip: list[str]) -> str | None:
+    from .timeseries import _detect_time_col
+
+    return _detect_time_col(df.drop(columns=[c for c in skip if c in df.columns]))
+
+
+def long_to_series(df: pd.DataFrame, series_id: str, target: str | None, columns: list[str] | None = None,
+                   time_col: str | None = None) -> tuple[np.ndarray, np.ndarray | None, list, list[str], str | None]:
+    """Group a long table by `series_id`: (series [N] of [T_i, C] arrays, labels [N] or None, ids, value
+    columns, time column). Rows are sorted by the time column when there is one."""
+    if series_id not in df.columns:
+        raise DataError(f"the table has no column {series_id!r} for --series-id; its columns are: "
+                        f"{', '.join(map(str, df.columns))}.")
+    skip = [series_id] + ([target] if target else [])
+    if time_col is None and columns is None:
+        time_col = _time_column(df, skip)
+    if columns is None:
+        columns = _value_columns(df, skip + ([time_col] if time_col else []))
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise DataError(f"the table lacks the column(s) {', '.join(map(repr, missing))} that the model was "
+                        f"trained on; give all of {', '.join(columns)}.")
+    df = df.copy()
+    if time_col is not None and time_col in df.columns:
+        from .timeseries import _parse_times
+
+        key = df[time_col] if pd.api.types.is_numeric_dtype(df[time_col]) else _parse_times(df[time_col])
+        df = df.assign(_t=key).sort_values([series_id, "_t"], kind="stable")
+    values = df[columns].apply(pd.to_numeric, errors="coerce").to_numpy(np.float32)
+    bad = ~np.isfinite(values).all(1)
+    if bad.any():
+        ids = pd.unique(df[series_id].to_numpy()[bad])[:5]
+        raise DataError(f"series {', '.join(map(repr, map(_py, ids)))} have missing or non-numeric values; "
+                        "fill or drop those rows.")
+    pos = df.groupby(series_id, sort=False).indices  # id -> row positions, in time order
+    ids = list(pos)
+    seqs = as_array([values[pos[k]] for k in ids])
+    labels = None
+    if target is not None and target in df.columns:
+        y = df[target].to_numpy()
+        mixed = [k for k in ids if pd.Series(y[pos[k]]).nunique(dropna=False) > 1]
+        if mixed:
+            raise DataError(f"series {', '.join(map(repr, map(_py, mixed[:5])))} have more than one value of "
+                            f"{target!r}; with --series-id each series has one label. To label windows of "
+                            "one long series, leave out --series-id and give --lookback.")
+        labels = np.array([y[pos[k][0]] for k in ids])
+    return seqs, labels, [_py(k) for k in ids], columns, time_col
+
+
+def _py(v: Any) -> Any:
+    return v.item() if hasattr(v, "item") else v
+
+
+class SequencePre:
+    """Sequences [T, C] padded (or cut, keeping the last steps) to `length`, channels standardised."""
+
+    kind = "sequence"
+
+    def __init__(self, columns: list[str], length: int, mean: list[float], std: list[float], variable: bool,
+                 mode: str = "array", series_id: str | None = None, time_col: str | None = None, stride: int = 1):
+        self.columns, self.length, self.variable, self.mode = list(columns), length, variable, mode
+        self.mean, self.std = np.asarray(mean, np.float32), np.asarray(std, np.float32)
+        self.series_id, self.time_col, self.stride = series_id, time_col, stride
+
+    @classmethod
+    def fit(cls, seqs: np.ndarray, columns: list[str] | None = None, length: int | None = None, **kw: Any
+            ) -> SequencePre:
+        """Statistics from training sequences (a [N, T, C] array or [N] of [T_i, C] arrays)."""
+        lengths = np.array([len(s) for s in seqs])
+        flat = np.concatenate([np.asarray(s, np.float32).reshape(len(s), -1) for s in seqs])
+        c = flat.shape[1]
+        if length is None:
+            length = int(min(lengths.max(), MAX_LENGTH))
+        return cls(columns or [f"x{i}" for i in range(c)], length, flat.mean(0).tolist(),
+                   np.maximum(flat.std(0), 1e-6).tolist(), bool(lengths.min() != lengths.max()), **kw)
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "columns": self.columns, "length": self.length, "mean": self.mean.tolist(),
+                "std": self.std.tolist(), "variable": self.variable, "mode": self.mode,
+                "series_id": self.series_id, "time_col": self.time_col, "stride": self.stride}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> SequencePre:
+        return cls(d["columns"], d["length"], d["mean"], d["std"], d["variable"], d["mode"], d["series_id"],
+                   d["time_col"], d["stride"])
+
+    def spec(self) -> dict:
+        return {"kind": self.kind, "shape": [self.length, len(self.columns)], "channels": len(self.columns),
+                "variable": self.variable}
+
+    def transform(self, x: Any) -> tuple[np.ndarray, ...]:
+        """(x [N, length, C],) standardised, plus the lengths [N] when training series differed in length."""
+        c, n = len(self.columns), len(x)
+        if isinstance(x, np.ndarray) and x.dtype != object:
+            x = x[..., None] if x.ndim == 2 and c == 1 else x
+            if x.ndim != 3 or x.shape[2] != c:
+                raise DataError(f"sequences must be [N, steps, {c}] (channels {', '.join(self.columns)}), "
+                                f"got shape {tuple(x.shape)}.")
+            seqs: Any = x
+        else:
+            seqs = [np.asarray(s, np.float32).reshape(len(s), -1) for s in x]
+            wrong = [s.shape for s in seqs if s.shape[1] != c]
+            if wrong:
+                raise DataError(f"sequences must have {c} channel(s) per step, got {wrong[0][1]}.")
+        out = np.zeros((n, self.length, c), np.float32)
+        lengths = np.zeros(n, np.int64)
+        cut = 0
+        for i, s in enumerate(seqs):
+            s = np.asarray(s, np.float32)
+            if len(s) == 0:
+                raise DataError(f"sequence {i} is empty; every sample needs at least one step.")
+            cut += len(s) > self.length
+            s = s[-self.length:]
+            out[i, :len(s)] = (s - self.mean) / self.std
+            lengths[i] = len(s)
+        if cut:
+            warnings.warn(f"{cut} sequence(s) were longer than the model's {self.length} steps; kept their last "
+                          f"{self.length}.", stacklevel=2)
+        if not self.variable and (lengths < self.length).any():
+            if self.mode == "array":
+                raise DataError(f"sequences must have {self.length} steps like the training data; "
+                                f"got {int(lengths.min())}.")
+        return (out, lengths) if self.variable else (out,)
+
+    # ---- predict
+    def read_inputs(self, x: Any) -> Data:
+        """Predict inputs: arrays, or a table (CSV path or DataFrame) laid out like the training table."""
+        if isinstance(x, (list, tuple)) and len(x) == 1 and isinstance(x[0], (str, Path)):
+            x = x[0]
+        if isinstance(x, (str, Path)):
+            from .tables import read_table
+
+            path = Path(x)
+            if not path.is_file():
+                raise DataError(f"input file {str(path)!r} does not exist; check the path.")
+            if path.suffix.lower() == ".npz":
+                z = np.load(path, allow_pickle=False)
+                key = next((k for k in ("x", "X", "x_test") if k in z.files), None)
+                if key is None:
+                    raise DataError(f"{path.name!r} holds {sorted(z.files)}; put the sequences under 'x'.")
+                return Data("sequence", z[key], None)
+            x = read_table(path)
+        if isinstance(x, pd.DataFrame):
+            return self._from_table(x)
+        return Data("sequence", np.asarray(x, np.float32), None)
+
+    def _from_table(self, df: pd.DataFrame) -> Data:
+        if self.mode == "series":
+            seqs, _, ids, _, _ = long_to_series(df, self.series_id, None, self.columns, self.time_col)
+            d = Data("sequence", seqs, None)
+            d.ids = (self.series_id, ids)
+            return d
+        if self.mode == "windows":
+            times, values = _series_values(df, self.columns, self.time_col)
+            if len(values) < self.length:
+                raise DataError(f"the table has {len(values)} rows but the model reads windows of {self.length} "
+                                "(its lookback); give a longer series.")
+            from numpy.lib.stride_tricks import sliding_window_view
+
+            w = sliding_window_view(values, self.length, axis=0).transpose(0, 2, 1)
+            ends = np.arange(self.length - 1, len(values))
+            d = Data("sequence", np.ascontiguousarray(w), None)
+            d.ids = (self.time_col or "row", list(times.iloc[ends].astype(str)) if times is not None
+                     else ends.tolist())
+            return d
+        raise DataError("this model was trained on arrays of sequences; give an array [N, steps, channels].")
+
+    def annotate(self, out: dict, d: Any) -> dict:
+        """A table of predictions, one row per series id (or per window end), when the inputs were a table."""
+        ids = getattr(d, "ids", None)
+        if ids is None:
+            return out
+        table = pd.DataFrame({ids[0]: ids[1], "prediction": list(out["prediction"])})
+        probs, classes = out.get("probabilities"), out.get("classes")
+        if probs is not None and classes is not None:
+            for i, c in enumerate(classes):
+                table[f"p_{c}"] = probs[:, i]
+        return {**out, "table": table}
+
+
+def _series_values(df: pd.DataFrame, columns: list[str], time_col: str | None) -> tuple[pd.Series | None, np.ndarray]:
+    """Times and values [T, C] of one long series, in time order, checked for gaps and bad cells."""
+    from .timeseries import read_series
+
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise DataError(f"the table lacks the column(s) {', '.join(map(repr, missing))} that the model was "
+                        f"trained on; give all of {', '.join(columns)}.")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            times, values, _ = read_series(df, time_col if time_col in df.columns else None, columns)
+    except ValueError as e:
+        raise DataError(str(e)) from None
+    return times, values
+
+
+# ---- preparing a run's data
+
+
+def prepare_sequences(cfg: Any, d: Data, quiet: bool = False):
+    """Split sequence data, fit the task's labels and the channel statistics on the training part."""
+    from ..tasks import infer_task, make_task
+    from .prepare import prepare
+    from .sources import load
+
+    if cfg.series_id and d.kind != "table":
+        raise ConfigError(f"--series-id needs a table in long form, but the data is {d.kind} data; leave it out.")
+    if d.kind == "table" and not cfg.series_id:
+        return _prepare_windows(cfg, d, quiet)
+    if d.kind == "table":
+        if d.y is None:
+            raise DataError("the data has no targets; give the label column with --target.")
+        target = cfg.target or d.target
+        frame = d.x.assign(**{target: d.y})
+        seqs, labels, ids, columns, time_col = long_to_series(frame, cfg.series_id, target)
+        lengths = [len(s) for s in seqs]
+        say(f"sequences: {len(seqs)} series by {cfg.series_id!r}, {min(lengths)}–{max(lengths)} steps of "
+            f"{len(columns)} channel(s) ({', '.join(columns[:6])}{', ...' if len(columns) > 6 else ''})"
+            f"{f', in {time_col!r} order' if time_col else ''}", quiet)
+        seq_data = Data("sequence", seqs, labels, target)
+
+        def convert(extra: Data | None) -> Data | None:
+            if extra is None:
+                return None
+            if extra.kind != "table":
+                raise DataError(f"the training data is a table but the extra data is {extra.kind}; give a table.")
+            s, lab, _, _, _ = long_to_series(extra.x.assign(**{target: extra.y}), cfg.series_id, target, columns,
+                                             time_col)
+            return Data("sequence", s, lab, target)
+
+        extra = {"mode": "series", "series_id": cfg.series_id, "time_col": time_col}
+    else:
+        seq_data, columns, extra = d, None, {"mode": "array"}
+        x = d.x
+        if isinstance(x, np.ndarray) and x.dtype != object and x.ndim == 2:
+            seq_data = Data("sequence", x[..., None], d.y, d.target, d.test)
+
+        def convert(extra_data: Data | None) -> Data | None:
+            if extra_data is None or extra_data.kind == "sequence":
+                return extra_data
+            raise DataError(f"the training data is sequences but the extra data is {extra_data.kind} data.")
+
+    if seq_data.y is None:
+        raise DataError("the data has no targets; give the label column with --target.")
+    task_name = cfg.task
+    if task_name is None:
+        task_name, why = infer_task(seq_data.y)
+        say(f"task: {task_name} ({why}; set --task to change)", quiet)
+        cfg.task = task_name
+    task = make_task(task_name, loss=cfg.loss, **({"label_smoothing": cfg.label_smoothing or 0.0}
+                                                  if task_name == "classify" else {}))
+    val = convert(load(cfg.validation, target=cfg.target)) if cfg.validation else None
+    test = convert(load(cfg.test, target=cfg.target)) if cfg.test else convert(seq_data.test)
+    length = cfg.lookback
+
+    def fit_pre(train: Data) -> SequencePre:
+        return SequencePre.fit(train.x, columns, length, **extra)
+
+    prepared = prepare(seq_data, task, cfg.val_fraction, cfg.test_fraction, cfg.seed, val, test, fit_pre=fit_pre)
+    few_samples_defaults(cfg, len(prepared.train), quiet)
+    return prepared
+
+
+def _prepare_windows(cfg: Any, d: Data, quiet: bool):
+    """One long series with a label per row: windows of `lookback` rows in a chronological split."""
+    from ..tasks import infer_task, make_task
+    from .prepare import Prepared, Split
+    from .timeseries import chronological_split
+
+    if d.y is None:
+        raise DataError("the data has no targets; give the label column with --target.")
+    time_col = _time_column(d.x, [])
+    columns = _value_columns(d.x, [time_col] if time_col else [])
+    times, values = _series_values(d.x, columns, time_col)
+    order = np.argsort(pd.to_datetime(d.x[time_col], errors="coerce").to_numpy(), kind="stable") if time_col \
+        else np.arange(len(values))
+    y_raw = np.asarray(d.y)[order]
+    keep = ~pd.isna(pd.Series(y_raw)).to_numpy()
+    lookback, n = cfg.lookback, len(values)
+    stride = cfg.stride = cfg.stride or max(1, lookback // 4)
+    task_name = cfg.task
+    if task_name is None:
+        task_name, why = infer_task(y_raw[keep])
+        say(f"task: {task_name} ({why}; set --task to change)", quiet)
+        cfg.task = task_name
+    task = make_task(task_name, loss=cfg.loss, **({"label_smoothing": cfg.label_smoothing or 0.0}
+                                                  if task_name == "classify" else {}))
+    try:
+        parts = chronological_split(n, cfg.val_fraction, cfg.test_fraction)
+    except ValueError as e:
+        raise DataError(str(e)) from None
+    if parts[0][1] < lookback:
+        raise DataError(f"lookback {lookback} is longer than the {parts[0][1]} training rows; use a shorter "
+                        "--lookback or a longer series.")
+    task.fit(y_raw[keep])
+    pre = SequencePre.fit(values[None, :parts[0][1]], columns, lookback, mode="windows", time_col=time_col,
+                          stride=stride)
+
+    def windows(start: int, end: int, step: int) -> Split | None:
+        ends = np.arange(start + lookback - 1, end, step)
+        ends = ends[keep[ends]]
+        if len(ends) == 0:
+            return None
+        x = np.stack([values[e - lookback + 1:e + 1] for e in ends])
+        return Split(pre.transform(x), task.encode(y_raw[ends]), ends)
+
+    train, val, test = (windows(a, b, stride if i == 0 else 1) for i, (a, b) in enumerate(parts))
+    if train is None:
+        raise DataError("no labelled training window; check the target column.")
+    say(f"sequences: windows of {lookback} rows of {len(columns)} channel(s) every {stride} rows, labelled by "
+        f"their last row; chronological split {' / '.join(str(b - a) for a, b in parts)} rows", quiet)
+    prepared = Prepared(pre, task, train, val, test)
+    few_samples_defaults(cfg, len(train), quiet)
+    return prepared
+
+
+def few_samples_defaults(cfg: Any, n_train: int, quiet: bool, steps: int = 1500) -> None:
+    """A few thousand sequences make few steps per epoch: unless set, enough epochs for about `steps`
+    optimizer steps (at most 100 epochs)."""
+    if "epochs" in cfg.model_fields_set:
+        return
+    per_epoch = max(1, -(-n_train // cfg.batch_size))
+    epochs = min(100, max(cfg.epochs, -(-steps // per_epoch)))
+    if epochs != cfg.epochs:
+        cfg.epochs = epochs
+        say(f"few sequences ({n_train}): epochs {epochs} for about {steps} steps (set --epochs to override)", quiet)
