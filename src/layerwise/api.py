@@ -38,7 +38,8 @@ def prepare_data(cfg, data: Any = None, quiet: bool = False):
     from .data import load, prepare
     from .tasks import TASKS, infer_task, make_task
 
-    d = load(data if data is not None else cfg.data, target=cfg.target, image_size=cfg.image_size)
+    d = load(data if data is not None else cfg.data, target=cfg.target, image_size=cfg.image_size,
+             sample_rate=cfg.sample_rate, clip_seconds=cfg.clip_seconds)
     for note in d.notes:
         say(note, quiet)
     if d.kind == "corpus" and cfg.task is None:
@@ -77,6 +78,11 @@ def prepare_data(cfg, data: Any = None, quiet: bool = False):
     val = load(cfg.validation, target=cfg.target, image_size=_image_size(d)) if cfg.validation else None
     test = load(cfg.test, target=cfg.target, image_size=_image_size(d)) if cfg.test else None
     fit_pre = None
+    if d.kind == "audio":  # extra audio at the training data's rate and clip length; mel bands as set
+        from .data.audio import AudioPre, reclip
+
+        val, test = (reclip(e, d.x.sr, d.x.shape[1] / d.x.sr) for e in (val, test))
+        fit_pre = lambda train: AudioPre.fit(train, cfg.n_mels)  # noqa: E731
     if cfg.model.startswith("pretrained:"):  # the backbone's own tokenizer / normalisation (models/pretrained.py)
         from .models.pretrained import input_pipeline
 

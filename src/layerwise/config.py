@@ -110,6 +110,11 @@ SETTINGS: list[Setting] = [
     S("stride", int, None, "classify/regress windows (--lookback): rows between training windows (default "
       "lookback/4)", {"ge": 1}, optional=True),
     S("fill_gaps", bool, False, "forecast: fill missing timestamps and values by linear interpolation"),
+    S("sample_rate", int, None, "audio: resample every clip to this rate in Hz (default: the most common rate of "
+      "the files)", {"ge": 1000}, optional=True),
+    S("clip_seconds", float, None, "audio: pad or crop every clip to this length (default: the 95th percentile "
+      "of the durations)", {"gt": 0}, optional=True),
+    S("n_mels", int, 40, "audio: mel bands of the log-mel spectrogram", {"ge": 8, "le": 256}),
     S("spec_augment", bool, False, "audio: SpecAugment time and frequency masks on training spectrograms"),
     # transfer learning (pretrained:NAME models)
     S("freeze", bool, False, "pretrained models: train only the new head; the backbone stays as it is"),

@@ -166,6 +166,25 @@ def test_wav_folder_train_predict_and_reload(tmp_path, capsys):
     assert "bad.wav' is not a readable WAV file; give WAV files (PCM) to predict." in capsys.readouterr().err
 
 
+def test_sample_rate_clip_length_and_mels_are_settings(tmp_path, capsys):
+    root = _tones_folder(tmp_path / "tones", n=10)
+    test = tmp_path / "test"  # a test folder recorded at another rate and length: brought to the training clips
+    for i in range(4):
+        _tone(test / "low" / f"{i}.wav", 320, rate=16000, seconds=0.6, seed=50 + i)
+        _tone(test / "high" / f"{i}.wav", 1550, rate=16000, seconds=0.6, seed=60 + i)
+    assert main(["train", str(root), "--test", str(test), "--sample-rate", "6000", "--clip-seconds", "0.3",
+                 "--n-mels", "32", "--epochs", "6", "--batch-size", "8", "--channels", "8,16,16", "--hidden", "16",
+                 "--out", str(tmp_path / "run"), "--no-progress", "--no-tensorboard", "--threads", "1"]) == 0
+    err = capsys.readouterr().err
+    assert "20 audio clips at 6000 Hz, padded or cropped to 0.3 s" in err and "converted 20 of 20 WAV files" in err
+    run = lw.Run.load(tmp_path / "run")
+    assert run.pre.sr == 6000 and run.pre.n_samples == 1800 and run.pre.n_mels == 32
+    assert run.pre.spec()["shape"][1] == 32
+    assert run.info["test_metrics"]["accuracy"] >= 0.75  # 16 kHz test clips resampled to 6 kHz, cut to 0.3 s
+    data = lw.load(str(test), sample_rate=8000, clip_seconds=0.5)
+    assert data.x.sr == 8000 and data.x.shape == (8, 4000)
+
+
 # ---------------------------------------------------------------- FSDD
 
 

@@ -166,6 +166,21 @@ def read_clips(files: list[Path], sample_rate: int | None = None, seconds: float
     return out, kept, notes
 
 
+def reclip(d: Any, sample_rate: int | None = None, seconds: float | None = None):
+    """Audio Data (and its test part) resampled to `sample_rate` and padded or cropped to `seconds`."""
+    from .sources import Data
+
+    if d is None or d.kind != "audio" or (sample_rate is None and seconds is None):
+        return d
+    sr = int(sample_rate or d.x.sr)
+    n = max(1, round(seconds * sr)) if seconds else round(d.x.shape[1] * sr / d.x.sr)
+    if sr == d.x.sr and n == d.x.shape[1]:
+        return Data("audio", d.x, d.y, d.target, reclip(d.test, sr, n / sr), d.source, d.notes)
+    waves = Waves(np.stack([pad_or_crop(to_mono(w, d.x.sr, sr), n) for w in np.asarray(d.x)]), sr)
+    notes = d.notes + [f"audio: {sr} Hz, {n / sr:g} s clips (as set)"]
+    return Data("audio", waves, d.y, d.target, reclip(d.test, sr, n / sr), d.source, notes)
+
+
 def load_folder(root: str | Path, sample_rate: int | None = None, seconds: float | None = None):
     """A folder with one sub-folder of WAV files per class as Data of kind "audio"."""
     from .sources import Data

@@ -35,10 +35,12 @@ class Data:
         return len(self.x)
 
 
-def load(source: Any, target: str | None = None, image_size: int | None = None) -> Data:
+def load(source: Any, target: str | None = None, image_size: int | None = None, sample_rate: int | None = None,
+         clip_seconds: float | None = None) -> Data:
     """Load data from a built-in name ("digits", "mnist"), a path, a DataFrame or an (X, y) pair.
 
     Example: ``lw.load("digits")``, ``lw.load("table.csv", target="price")``, ``lw.load((X, y))``.
+    Audio is resampled to `sample_rate` and padded or cropped to `clip_seconds` when they are given.
     """
     if isinstance(source, Data):
         return source
@@ -53,7 +55,9 @@ def load(source: Any, target: str | None = None, image_size: int | None = None) 
             if isinstance(got, pd.DataFrame):
                 d = _from_frame(got, target or "target", None)
             elif isinstance(got, Data):  # e.g. fsdd: audio with its own test split
-                d = got
+                from .audio import reclip
+
+                d = reclip(got, sample_rate, clip_seconds)
             else:
                 d = from_arrays(got["x"], got["y"]) if isinstance(got, dict) else _from_npz(Path(got))
             d.source = name.lower()
@@ -64,7 +68,7 @@ def load(source: Any, target: str | None = None, image_size: int | None = None) 
                 f"{name!r} is neither a file, a folder, nor a built-in data set ({', '.join(builtin.NAMES)}); "
                 "check the path."
             )
-        d = _from_path(path, target, image_size)
+        d = _from_path(path, target, image_size, sample_rate, clip_seconds)
         d.source = str(path)
         return d
     raise DataError(
@@ -73,12 +77,13 @@ def load(source: Any, target: str | None = None, image_size: int | None = None) 
     )
 
 
-def _from_path(path: Path, target: str | None, image_size: int | None) -> Data:
+def _from_path(path: Path, target: str | None, image_size: int | None, sample_rate: int | None = None,
+               clip_seconds: float | None = None) -> Data:
     if path.is_dir():
         from . import audio
 
         if audio.has_audio(path):  # one sub-folder of WAV files per class
-            return audio.load_folder(path)
+            return audio.load_folder(path, sample_rate, clip_seconds)
         files, labels = scan_folder(path)
         size = (image_size, image_size) if image_size else None
         x, kept = read_images(files, size)
