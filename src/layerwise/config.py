@@ -11,7 +11,7 @@ from typing import Any, NamedTuple
 
 TASKS = ("classify", "regress", "generate", "reconstruct", "anomaly", "forecast")
 MODELS = ("auto", "mlp", "cnn", "resnet", "gan", "rnn", "lstm", "gru", "transformer", "gpt", "autoencoder",
-          "conv_autoencoder", "vae", "dlinear", "crnn")
+          "conv_autoencoder", "vae", "conv_vae", "dlinear", "crnn")
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 SCHEDULES = ("constant", "step", "cosine", "onecycle")
 ACTIVATIONS = ("relu", "leaky_relu", "gelu", "tanh", "sigmoid")
@@ -71,7 +71,7 @@ SETTINGS: list[Setting] = [
     S("batch_norm", bool, True, "batch normalisation in hidden layers"),
     S("channels", list, None, "conv channels per block (cnn) or stage (resnet), e.g. 32,64,128", optional=True),
     S("depth", int, 2, "residual blocks per stage (resnet)", {"ge": 1, "le": 16}),
-    S("latent", int, 16, "size of the code of autoencoders (autoencoder, conv_autoencoder, vae)", {"ge": 1}),
+    S("latent", int, 16, "size of the code of autoencoders (autoencoder, conv_autoencoder, vae, conv_vae)", {"ge": 1}),
     S("fpr", float, 0.05, "anomaly: share of normal validation samples the threshold flags", {"gt": 0, "lt": 1}),
     S("normal_class", str, None, "anomaly: the label of normal samples; only they are trained on",
       {"coerce_numbers_to_str": True}, optional=True),

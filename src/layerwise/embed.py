@@ -149,7 +149,7 @@ def _encoder(run):
     encode_fn = getattr(run.model, "encode", None)
     if not callable(encode_fn):
         raise RunError(f"run {str(run.path)!r} has no encoder (model {run.info.get('model')!r}); embeddings need a "
-                       "run trained with --task reconstruct --model autoencoder, conv_autoencoder or vae.")
+                       "run trained with --task reconstruct --model autoencoder, conv_autoencoder, vae or conv_vae.")
     return encode_fn
 
 

@@ -75,7 +75,7 @@ def test_embed_on_a_run_without_encoder_is_an_error(tmp_path, capsys):
     assert main(["embed", str(tmp_path / "clf"), "digits", "--out", str(tmp_path / "e.npz")]) == 2
     err = capsys.readouterr().err
     assert "has no encoder (model 'mlp'); embeddings need a run trained with --task reconstruct --model " \
-           "autoencoder, conv_autoencoder or vae." in err
+           "autoencoder, conv_autoencoder, vae or conv_vae." in err
     assert not (tmp_path / "e.npz").exists()
     with pytest.raises(RunError, match="scores need a run trained with --task anomaly"):
         lw.Run.load(tmp_path / "clf").score("digits")
@@ -161,3 +161,17 @@ def test_conv_autoencoder_reconstructs_digit_images(tmp_path):
                    out=tmp_path / "r", **FAST)
     assert run.info["test_metrics"]["mse"] < 0.9
     assert run.predict(lw.load("digits").x[:3])["prediction"].shape == (3, 64)
+
+
+def test_conv_vae_from_the_cli_reconstructs_embeds_and_samples(tmp_path, capsys):
+    assert main(["train", "digits", "--task", "reconstruct", "--model", "conv_vae", "--latent", "8", "--channels",
+                 "8,16", "--epochs", "8", "--out", str(tmp_path / "v"), "--no-progress", "--no-tensorboard",
+                 "--threads", "1"]) == 0
+    run = lw.Run.load(tmp_path / "v")
+    assert run.task.variational and run.model.conv and run.info["model"] == "conv_vae"
+    assert "kl" in run.info["test_metrics"] and run.info["test_metrics"]["mse"] < 0.9
+    z = run.embed("digits")["embeddings"]
+    assert z.shape == (1797, 8)
+    assert main(["sample", str(tmp_path / "v"), "--n", "16", "--out", str(tmp_path / "s.npz")]) == 0
+    x = np.load(tmp_path / "s.npz")["x"]
+    assert x.shape == (16, 8, 8, 1) and np.isfinite(x).all() and x.std() > 0

@@ -70,7 +70,7 @@ def build_model(name: str, spec: dict, out_dim: int, cfg: Any):
         from .rnn import build_crnn
 
         return build_crnn(spec, out_dim, cfg)
-    if name in ("autoencoder", "conv_autoencoder", "vae"):
+    if name in ("autoencoder", "conv_autoencoder", "vae", "conv_vae"):
         from .autoencoder import build_autoencoder
 
         return build_autoencoder(name, spec, cfg)

@@ -220,7 +220,7 @@ class VAE(nn.Module):
         return out.view(n, *self.in_shape) if not self.cat_sizes else out
 
 
-AUTOENCODERS = ("autoencoder", "conv_autoencoder", "vae")
+AUTOENCODERS = ("autoencoder", "conv_autoencoder", "vae", "conv_vae")
 
 
 def build_autoencoder(name: str, spec: dict, cfg) -> nn.Module:
@@ -231,18 +231,20 @@ def build_autoencoder(name: str, spec: dict, cfg) -> nn.Module:
     hidden = tuple(cfg.hidden) if cfg.hidden else (512, 256)
     channels = tuple(cfg.channels) if cfg.channels else (32, 64)
     if spec["kind"] == "table":
-        if name == "conv_autoencoder":
-            raise ConfigError("model 'conv_autoencoder' needs images but the data is a table; use --model "
+        if name in ("conv_autoencoder", "conv_vae"):
+            raise ConfigError(f"model {name!r} needs images but the data is a table; use --model "
                               "autoencoder or vae.")
         shape, cats = (spec["n_num"],), tuple(spec["cat_sizes"])
     else:
         shape, cats = tuple(spec["shape"]), ()
     if name == "autoencoder":
         return DenseAutoencoder(math.prod(shape), latent, hidden, cats)
-    if name == "conv_autoencoder":
+    if name in ("conv_autoencoder", "conv_vae"):
         if spec["kind"] != "image":
-            raise ConfigError(f"model 'conv_autoencoder' needs images but the data is a {spec['kind']}; use "
+            raise ConfigError(f"model {name!r} needs images but the data is a {spec['kind']}; use "
                               "--model autoencoder or vae.")
+        if name == "conv_vae":
+            return VAE(shape, latent, hidden, conv=True, channels=channels)
         return ConvAutoencoder(shape, latent, channels)
     if name == "vae":
         return VAE(shape, latent, hidden, cat_sizes=cats)

@@ -183,7 +183,7 @@ class Reconstruct:
 
     @classmethod
     def from_settings(cls, cfg):
-        return cls(variational=cfg.model == "vae", latent=cfg.latent)
+        return cls(variational=cfg.model in ("vae", "conv_vae"), latent=cfg.latent)
 
 
 class Anomaly(Reconstruct):
@@ -205,7 +205,7 @@ class Anomaly(Reconstruct):
 
     @classmethod
     def from_settings(cls, cfg):
-        return cls(variational=cfg.model == "vae", latent=cfg.latent, fpr=cfg.fpr, normal_class=cfg.normal_class)
+        return cls(variational=cfg.model in ("vae", "conv_vae"), latent=cfg.latent, fpr=cfg.fpr, normal_class=cfg.normal_class)
 
     def to_dict(self) -> dict:
         return {**super().to_dict(), "fpr": self.fpr, "threshold": self.threshold,
@@ -358,9 +358,9 @@ def _subset(d, idx):
 def _check_model(cfg) -> None:
     if cfg.model == "auto":
         cfg.model = "autoencoder"
-    if cfg.model not in ("autoencoder", "conv_autoencoder", "vae"):
-        raise ConfigError(f"task {cfg.task} needs an autoencoder; use --model autoencoder, conv_autoencoder or "
-                          f"vae (got {cfg.model!r}).")
+    if cfg.model not in ("autoencoder", "conv_autoencoder", "vae", "conv_vae"):
+        raise ConfigError(f"task {cfg.task} needs an autoencoder; use --model autoencoder, conv_autoencoder, vae "
+                          f"or conv_vae (got {cfg.model!r}).")
 
 
 def _key(v) -> str:

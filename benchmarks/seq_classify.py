@@ -2,7 +2,7 @@
 generated offline by the mnist1d package): the defaults (1-D CNN) against a GRU and an MLP, each with the
 default settings otherwise. The paper reports CNN 94%, GRU 91%, MLP 68%, logistic regression 32%.
 
-    python benchmarks/mnist1d.py [--threads 2] [--seeds 0]
+    python benchmarks/seq_classify.py [--threads 2] [--seeds 0]
 """
 
 from __future__ import annotations
