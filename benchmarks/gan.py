@@ -64,11 +64,12 @@ def judge(clf, gan, test_feats: np.ndarray, conditional: bool) -> dict:
 
 
 def train_classifier(out: Path, threads: int):
-    """A small CNN (channels 16,32,64), one epoch, no label smoothing: about 99% test accuracy."""
+    """The default CNN (channels 32,64,128), two epochs, no label smoothing (so that its confidence means
+    something): about 99.3% test accuracy, and confident (p >= 0.9) on about 99% of the real test images."""
     if (out / "classifier" / "model.safetensors").is_file():
         return lw.Run.load(out / "classifier")
-    return lw.train(str(MNIST), model="cnn", channels="16,32,64", epochs=1, label_smoothing=0.0,
-                    out=out / "classifier", threads=threads, quiet=True, progress=False, seed=0)
+    return lw.train(str(MNIST), model="cnn", epochs=2, label_smoothing=0.0, out=out / "classifier", threads=threads,
+                    quiet=True, progress=False, seed=0)
 
 
 def train_gan(path: Path, conditional: bool, epochs: list[int], threads: int) -> None:
@@ -101,7 +102,7 @@ def main() -> None:
     kinds = [c for c in (False, True) if not args.only or args.only == ("cond" if c else "uncond")]
 
     t = time.perf_counter()
-    clf = train_classifier(out, args.threads) if args.only != "cond" else None
+    clf = train_classifier(out, args.threads) if args.only is None else None
     if clf is not None:
         print(f"classifier trained/loaded in {time.perf_counter() - t:.0f} s", flush=True)
     for c in kinds:

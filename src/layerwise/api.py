@@ -82,7 +82,9 @@ def prepare_data(cfg, data: Any = None, quiet: bool = False):
         from .data.audio import AudioPre, reclip
 
         val, test = (reclip(e, d.x.sr, d.x.shape[1] / d.x.sr) for e in (val, test))
-        fit_pre = lambda train: AudioPre.fit(train, cfg.n_mels)  # noqa: E731
+
+        def fit_pre(train):
+            return AudioPre.fit(train, cfg.n_mels)
     if cfg.model.startswith("pretrained:"):  # the backbone's own tokenizer / normalisation (models/pretrained.py)
         from .models.pretrained import input_pipeline
 

@@ -13,7 +13,7 @@ from scipy.io import wavfile
 
 import layerwise as lw
 from layerwise.cli import main
-from layerwise.data import audio
+from layerwise.data import audio, fsdd
 from layerwise.errors import DataError
 
 SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
@@ -190,11 +190,11 @@ def test_sample_rate_clip_length_and_mels_are_settings(tmp_path, capsys):
 
 def test_fsdd_split_on_names():
     files = [f"{d}_{s}_{k}.wav" for d in range(2) for s in ("jo", "yweweler") for k in range(8)]
-    train, test = audio.fsdd_split(files)
+    train, test = fsdd.fsdd_split(files)
     assert len(test) == 2 * 2 * 5 and all(int(files[i].split("_")[2][0]) < 5 for i in test)
     assert sorted([*train, *test]) == list(range(len(files)))
     with pytest.raises(ValueError, match="notes.wav"):
-        audio.fsdd_split(["0_jo_1.wav", "notes.wav"])
+        fsdd.fsdd_split(["0_jo_1.wav", "notes.wav"])
 
 
 def _fake_fsdd_archive(tmp_path: Path) -> tuple[Path, str]:
@@ -204,18 +204,18 @@ def _fake_fsdd_archive(tmp_path: Path) -> tuple[Path, str]:
     with tarfile.open(archive, "w:gz") as tar:
         tar.add(tmp_path / "src" / "free-spoken-digit-dataset-1.0.10", arcname="free-spoken-digit-dataset-1.0.10")
         tar.addfile(tarfile.TarInfo("free-spoken-digit-dataset-1.0.10/README.md"), io.BytesIO(b""))
-    return archive, audio.recordings_digest(files)
+    return archive, fsdd.recordings_digest(files)
 
 
 def test_fsdd_download_is_checked(tmp_path, monkeypatch):
     archive, digest = _fake_fsdd_archive(tmp_path)
     with pytest.raises(DataError, match="does not hold the expected recordings"):
-        audio.download_fsdd(tmp_path / "cache1", url=archive.as_uri())  # the real digest: not these files
+        fsdd.download_fsdd(tmp_path / "cache1", url=archive.as_uri())  # the real digest: not these files
     assert not (tmp_path / "cache1" / "fsdd").exists()
-    folder = audio.download_fsdd(tmp_path / "cache2", url=archive.as_uri(), digest=digest)
-    assert (folder / ".complete").exists() and len(audio.load_fsdd(folder, tmp_path)[0]) == 14
+    folder = fsdd.download_fsdd(tmp_path / "cache2", url=archive.as_uri(), digest=digest)
+    assert (folder / ".complete").exists() and len(fsdd.load_fsdd(folder, tmp_path)[0]) == 14
     with pytest.raises(DataError, match="could not download FSDD from .*set LAYERWISE_FSDD"):
-        audio.download_fsdd(tmp_path / "cache3", url=(tmp_path / "missing.tar.gz").as_uri())
+        fsdd.download_fsdd(tmp_path / "cache3", url=(tmp_path / "missing.tar.gz").as_uri())
     # the built-in name: LAYERWISE_FSDD (a tar.gz), extracted once into the cache, takes 0-4 as the test set
     monkeypatch.setenv("LAYERWISE_FSDD", str(archive))
     monkeypatch.setenv("LAYERWISE_CACHE", str(tmp_path / "cache4"))
@@ -231,10 +231,10 @@ def test_load_fsdd_real(tmp_path):
     tar = SHARED / "fsdd_recordings.tar.gz"
     if not tar.exists():
         pytest.skip("../shared/data/fsdd_recordings.tar.gz is absent")
-    files, labels = audio.load_fsdd(tar.resolve(), tmp_path)
+    files, labels = fsdd.load_fsdd(tar.resolve(), tmp_path)
     assert len(files) == 3000 and sorted(set(labels)) == [str(d) for d in range(10)]
-    assert audio.recordings_digest(files) == audio.FSDD_DIGEST  # the same recordings as the GitHub v1.0.10
-    train, test = audio.fsdd_split(files)
+    assert fsdd.recordings_digest(files) == fsdd.FSDD_DIGEST  # the same recordings as the GitHub v1.0.10
+    train, test = fsdd.fsdd_split(files)
     assert len(test) == 6 * 10 * 5 and len(train) == 2700
 
 

@@ -11,6 +11,7 @@ import pytest
 
 import layerwise as lw
 from layerwise.cli import main
+from layerwise.data import forecasting as fc
 from layerwise.data import timeseries as ts
 
 QUIET = {"progress": False, "tensorboard": False, "threads": 1, "quiet": True}
@@ -60,14 +61,14 @@ def test_gaps_nans_and_non_numeric_name_the_rows():
 
 def test_windows_align_with_the_series():
     values = np.arange(50 * 3, dtype=np.float32).reshape(50, 3)
-    X, Y = ts.make_windows(values, lookback=8, horizon=4, start=20, end=40, target_cols=[2])
+    X, Y = fc.make_windows(values, lookback=8, horizon=4, start=20, end=40, target_cols=[2])
     assert X.shape == (40 - 20 - 4 + 1, 8, 3) and Y.shape == (17, 4, 1)
     for i in range(len(X)):
         s = 20 - 8 + i  # the first window borrows its look-back from before `start`
         np.testing.assert_array_equal(X[i], values[s : s + 8])
         np.testing.assert_array_equal(Y[i, :, 0], values[s + 8 : s + 12, 2])
     with pytest.raises(ValueError, match=r"lookback=40 plus horizon=20 .*\(50 rows\)"):
-        ts.make_windows(values, 40, 20)
+        fc.make_windows(values, 40, 20)
 
 
 def test_no_leakage_between_chronological_parts():
@@ -75,8 +76,8 @@ def test_no_leakage_between_chronological_parts():
     rows = np.arange(n, dtype=np.float32)[:, None]  # each value is its own row number
     (a0, a1), (b0, b1), (c0, c1) = ts.chronological_split(n, 0.1, 0.2)
     assert (a1, b1, c1) == (140, 160, 200) and a0 == 0 and b0 == a1 and c0 == b1
-    _, Ytr = ts.make_windows(rows, 24, 6, a0, a1)
-    Xte, Yte = ts.make_windows(rows, 24, 6, c0, c1)
+    _, Ytr = fc.make_windows(rows, 24, 6, a0, a1)
+    Xte, Yte = fc.make_windows(rows, 24, 6, c0, c1)
     assert Ytr.max() < a1 and Yte.min() >= c0
     assert (Xte[:, -1, 0] + 1 == Yte[:, 0, 0]).all()  # history ends right before the targets
     scaler = ts.Standardizer.fit(rows[a0:a1])
@@ -88,11 +89,11 @@ def test_no_leakage_between_chronological_parts():
 def test_baselines_match_the_window_forecasts():
     t = np.arange(24 * 20, dtype=np.float64)
     series = np.stack([np.sin(2 * np.pi * t / 24), t / 100], 1).astype(np.float32)
-    X, Y = ts.make_windows(series, lookback=48, horizon=12, start=100, end=300)
-    base = ts.baselines(series, 48, 12, 100, 300, [0], 24)
+    X, Y = fc.make_windows(series, lookback=48, horizon=12, start=100, end=300)
+    base = fc.baselines(series, 48, 12, 100, 300, [0], 24)
     assert base.shape == (len(X), 12, 2)
-    np.testing.assert_array_equal(base[..., 0], ts.naive_forecast(X, 12)[..., 0])
-    np.testing.assert_array_equal(base[..., 1], ts.seasonal_naive_forecast(X, 12, 24)[..., 0])
+    np.testing.assert_array_equal(base[..., 0], fc.naive_forecast(X, 12)[..., 0])
+    np.testing.assert_array_equal(base[..., 1], fc.seasonal_naive_forecast(X, 12, 24)[..., 0])
     assert np.abs(base[..., 1] - Y[..., 0]).max() < 1e-5  # a pure season is repeated exactly
 
 

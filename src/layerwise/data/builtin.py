@@ -81,8 +81,8 @@ def _sklearn_table(name: str):
 
 
 def fsdd():
-    """The Free Spoken Digit Dataset: $LAYERWISE_FSDD, the cache, or a checked download (data/audio.py)."""
-    from .audio import fsdd as load_fsdd
+    """The Free Spoken Digit Dataset: $LAYERWISE_FSDD, the cache, or a checked download (data/fsdd.py)."""
+    from .fsdd import fsdd as load_fsdd
 
     return load_fsdd()
 

@@ -60,7 +60,7 @@ def preprocessor_from_dict(d: dict):
 
         return text_preprocessor_from_dict(d)
     if d.get("kind") == "series":  # forecast windows
-        from .timeseries import SeriesPre
+        from .forecasting import SeriesPre
 
         return SeriesPre.from_dict(d)
     if d.get("kind") == "sequence":  # sequences to classify (data/sequences.py)

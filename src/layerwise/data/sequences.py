@@ -74,9 +74,9 @@ def _value_columns(df: pd.DataFrame, skip: list[str]) -> list[str]:
 
 
 def _time_column(df: pd.DataFrame, skip: list[str]) -> str | None:
-    from .timeseries import _detect_time_col
+    from .timeseries import detect_time_column
 
-    return _detect_time_col(df.drop(columns=[c for c in skip if c in df.columns]))
+    return detect_time_column(df.drop(columns=[c for c in skip if c in df.columns]))
 
 
 def long_to_series(df: pd.DataFrame, series_id: str, target: str | None, columns: list[str] | None = None,
@@ -97,9 +97,9 @@ def long_to_series(df: pd.DataFrame, series_id: str, target: str | None, columns
                         f"trained on; give all of {', '.join(columns)}.")
     df = df.copy()
     if time_col is not None and time_col in df.columns:
-        from .timeseries import _parse_times
+        from .timeseries import parse_times
 
-        key = df[time_col] if pd.api.types.is_numeric_dtype(df[time_col]) else _parse_times(df[time_col])
+        key = df[time_col] if pd.api.types.is_numeric_dtype(df[time_col]) else parse_times(df[time_col])
         df = df.assign(_t=key).sort_values([series_id, "_t"], kind="stable")
     values = df[columns].apply(pd.to_numeric, errors="coerce").to_numpy(np.float32)
     bad = ~np.isfinite(values).all(1)
@@ -191,10 +191,9 @@ class SequencePre:
         if cut:
             warnings.warn(f"{cut} sequence(s) were longer than the model's {self.length} steps; kept their last "
                           f"{self.length}.", stacklevel=2)
-        if not self.variable and (lengths < self.length).any():
-            if self.mode == "array":
-                raise DataError(f"sequences must have {self.length} steps like the training data; "
-                                f"got {int(lengths.min())}.")
+        if not self.variable and self.mode == "array" and (lengths < self.length).any():
+            raise DataError(f"sequences must have {self.length} steps like the training data; "
+                            f"got {int(lengths.min())}.")
         return (out, lengths) if self.variable else (out,)
 
     # ---- predict
@@ -288,7 +287,7 @@ def prepare_sequences(cfg: Any, d: Data, quiet: bool = False):
             raise DataError("the data has no targets; give the label column with --target.")
         target = cfg.target or d.target
         frame = d.x.assign(**{target: d.y})
-        seqs, labels, ids, columns, time_col = long_to_series(frame, cfg.series_id, target)
+        seqs, labels, _, columns, time_col = long_to_series(frame, cfg.series_id, target)
         lengths = [len(s) for s in seqs]
         say(f"sequences: {len(seqs)} series by {cfg.series_id!r}, {min(lengths)}–{max(lengths)} steps of "
             f"{len(columns)} channel(s) ({', '.join(columns[:6])}{', ...' if len(columns) > 6 else ''})"
@@ -347,7 +346,7 @@ def _prepare_windows(cfg: Any, d: Data, quiet: bool):
         raise DataError("the data has no targets; give the label column with --target.")
     time_col = _time_column(d.x, [])
     columns = _value_columns(d.x, [time_col] if time_col else [])
-    times, values = _series_values(d.x, columns, time_col)
+    _, values = _series_values(d.x, columns, time_col)
     order = np.argsort(pd.to_datetime(d.x[time_col], errors="coerce").to_numpy(), kind="stable") if time_col \
         else np.arange(len(values))
     y_raw = np.asarray(d.y)[order]

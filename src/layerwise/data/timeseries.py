@@ -1,4 +1,5 @@
-"""Forecasting data: a table to a clean series, chronological splits, windows, baselines and metrics."""
+"""Time series: a table to a clean, regular series (gaps and bad cells named), its season, chronological
+splits and training-only standardisation. Forecast windows and baselines are in forecasting.py."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from numpy.lib.stride_tricks import sliding_window_view
 
 DAY = 86400.0
 
@@ -18,13 +18,13 @@ def _rows(idx: Any, k: int = 5) -> str:
     return ", ".join(str(int(i)) for i in idx[:k]) + (", ..." if len(idx) > k else "")
 
 
-def _parse_times(col: pd.Series) -> pd.Series:
+def parse_times(col: pd.Series) -> pd.Series:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return pd.to_datetime(col, errors="coerce")
 
 
-def _detect_time_col(df: pd.DataFrame) -> str | None:
+def detect_time_column(df: pd.DataFrame) -> str | None:
     """The first column that holds datetimes, or text that all parses as datetimes."""
     for c in df.columns:
         col = df[c]
@@ -32,7 +32,7 @@ def _detect_time_col(df: pd.DataFrame) -> str | None:
             return c
         if pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col) or col.notna().sum() == 0:
             continue
-        if _parse_times(col).notna().sum() == col.notna().sum():
+        if parse_times(col).notna().sum() == col.notna().sum():
             return c
     return None
 
@@ -113,12 +113,12 @@ def read_series(
     if fill not in (None, "interpolate"):
         raise ValueError(f"fill must be None or 'interpolate', got {fill!r}.")
     if time_col is None:
-        time_col = _detect_time_col(df)
+        time_col = detect_time_column(df)
     elif time_col not in df.columns:
         raise ValueError(f"time column {time_col!r} is not in the table; use one of {list(df.columns)}.")
     df = df.reset_index(drop=True).copy()
     if time_col is not None and not pd.api.types.is_numeric_dtype(df[time_col]):
-        parsed = _parse_times(df[time_col])
+        parsed = parse_times(df[time_col])
         bad = np.flatnonzero(parsed.isna().to_numpy())
         if len(bad):
             raise ValueError(
@@ -198,17 +198,6 @@ def chronological_split(n: int, val_fraction: float = 0.1, test_fraction: float 
     return [(0, a), (a, b), (b, n)]
 
 
-def ett_split(n_rows: int, hourly: bool = True) -> Ranges:
-    """The ETT benchmark split (Informer, PatchTST): 12 / 4 / 4 months of target rows; later rows unused.
-
-    Windows over val/test borrow their look-back from the part before, as border1s in that code.
-    """
-    m = 30 * 24 * (1 if hourly else 4)
-    if n_rows < 20 * m:
-        raise ValueError(f"the ETT split needs {20 * m} rows (20 months), the series has {n_rows}.")
-    return [(0, 12 * m), (12 * m, 16 * m), (16 * m, 20 * m)]
-
-
 @dataclass
 class Standardizer:
     """Per-column mean/std scaling, fitted on the training rows only so nothing leaks from the future."""
@@ -246,242 +235,8 @@ class Standardizer:
         return cls(np.asarray(d["mean"], dtype=np.float32), np.asarray(d["std"], dtype=np.float32))
 
 
-def make_windows(
-    values: np.ndarray,
-    lookback: int,
-    horizon: int,
-    start: int = 0,
-    end: int | None = None,
-    target_cols: list[int] | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Windows X [N, lookback, C] and Y [N, horizon, C_target] for every Y inside rows [start, end).
-
-    X may reach back before start (the look-back borrowed from the previous part), never after.
-    """
-    values = np.asarray(values, dtype=np.float32)
-    values = values[:, None] if values.ndim == 1 else values
-    n = len(values)
-    end = n if end is None else end
-    for name, v in (("lookback", lookback), ("horizon", horizon)):
-        if not isinstance(v, (int, np.integer)) or v < 1:
-            raise ValueError(f"{name} must be a positive integer, got {v!r}.")
-    if lookback + horizon > n:
-        raise ValueError(
-            f"lookback={lookback} plus horizon={horizon} is longer than the series ({n} rows); "
-            "use a shorter lookback or horizon."
-        )
-    if not 0 <= start < end <= n:
-        raise ValueError(f"target range [{start}, {end}) is not inside the series' {n} rows.")
-    first = max(start - lookback, 0)
-    last = end - lookback - horizon  # start of the last window whose targets end by `end`
-    if last < first:
-        raise ValueError(
-            f"rows [{start}, {end}) are too few for any window of lookback={lookback} and horizon={horizon}; "
-            "use a shorter window or a larger part."
-        )
-    view = sliding_window_view(values, lookback + horizon, axis=0)[first : last + 1]  # [N, C, L+H]
-    view = view.transpose(0, 2, 1)
-    tc = slice(None) if target_cols is None else list(target_cols)
-    return np.ascontiguousarray(view[:, :lookback]), np.ascontiguousarray(view[:, lookback:][:, :, tc])
-
-
-def naive_forecast(X: np.ndarray, horizon: int) -> np.ndarray:
-    """Repeat each window's last value: [N, L, C] -> [N, horizon, C]."""
-    X = np.asarray(X)
-    return np.repeat(X[:, -1:], horizon, axis=1)
-
-
-def seasonal_naive_forecast(X: np.ndarray, horizon: int, season: int) -> np.ndarray:
-    """Repeat each window's last season: [N, L, C] -> [N, horizon, C]."""
-    X = np.asarray(X)
-    if not 1 <= season <= X.shape[1]:
-        raise ValueError(
-            f"season={season} must be between 1 and the lookback ({X.shape[1]}); use a longer lookback."
-        )
-    idx = X.shape[1] - season + (np.arange(horizon) % season)
-    return X[:, idx]
-
-
-def _np(x: Any) -> np.ndarray:
-    return x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
-
-
-def forecast_metrics(
-    pred: Any, true: Any, X_hist: Any, season: int = 1, target_cols: list[int] | None = None
-) -> dict[str, float]:
-    """MAE and MSE of pred and of the naive and seasonal-naive baselines; scaled MAE < 1 beats a baseline."""
-    pred, true, X = (_np(a).astype(np.float64) for a in (pred, true, X_hist))
-    if pred.shape != true.shape:
-        raise ValueError(f"pred has shape {pred.shape} but true has {true.shape}; they must match.")
-    if target_cols is not None:
-        X = X[:, :, list(target_cols)]
-    if X.shape[-1] != true.shape[-1]:
-        raise ValueError(
-            f"X_hist has {X.shape[-1]} columns and the targets {true.shape[-1]}; "
-            "pass target_cols to pick them."
-        )
-    h = true.shape[1]
-    out = {"mae": float(np.abs(pred - true).mean()), "mse": float(((pred - true) ** 2).mean())}
-    baselines = {"naive": naive_forecast(X, h)}
-    if season <= X.shape[1]:
-        baselines["seasonal_naive"] = seasonal_naive_forecast(X, h, season)
-    else:
-        warnings.warn(
-            f"season={season} is longer than the lookback ({X.shape[1]}); "
-            "skipped the seasonal-naive baseline.",
-            stacklevel=2,
-        )
-    for name, b in baselines.items():
-        mae = float(np.abs(b - true).mean())
-        out[f"{name}_mae"], out[f"{name}_mse"] = mae, float(((b - true) ** 2).mean())
-        out[f"scaled_mae_{name}"] = out["mae"] / mae if mae > 0 else float("nan")
-    return out
-
-
-def is_ett(name: str | None, times: Any) -> bool:
-    """An ETT benchmark file (ETTh1/ETTh2/ETTm1/ETTm2 by name) with hourly or 15-minute steps."""
-    import re
-
-    return bool(name and re.fullmatch(r"ett[hm][12]", str(name).lower())) and step_seconds(times) in (3600.0, 900.0)
-
-
 def step_seconds(times: Any) -> float | None:
     """The median step of datetime stamps in seconds (None without datetimes)."""
     if times is None or len(times) < 2 or not pd.api.types.is_datetime64_any_dtype(times):
         return None
     return float(np.median(np.diff(pd.Series(times).to_numpy()).astype("timedelta64[s]").astype(np.float64)))
-
-
-def baselines(values: np.ndarray, lookback: int, horizon: int, start: int, end: int, targets: list[int],
-              season: int) -> np.ndarray:
-    """Naive and seasonal-naive forecasts [N, horizon, 2 * len(targets)] for the windows of `make_windows`.
-
-    Both use only rows before each window's targets; the seasonal one may reach further back than the
-    look-back (clipped at the series' first row).
-    """
-    first = max(start - lookback, 0)
-    last_obs = np.arange(first, end - lookback - horizon + 1) + lookback - 1  # last row each window sees
-    v = values[:, targets]
-    naive = np.repeat(v[last_obs][:, None], horizon, axis=1)
-    idx = last_obs[:, None] - season + 1 + (np.arange(horizon) % season)[None]
-    seasonal = v[np.clip(idx, 0, None)]
-    return np.concatenate([naive, seasonal], axis=-1).astype(np.float32)
-
-
-class SeriesPre:
-    """Forecast inputs: the last `lookback` rows of the input columns, standardised with training statistics."""
-
-    kind = "series"
-
-    def __init__(self, columns: list[str], time_col: str | None, lookback: int, horizon: int,
-                 mean: list[float], std: list[float], step: float | None = None, fill_gaps: bool = False):
-        self.columns, self.time_col, self.lookback, self.horizon = list(columns), time_col, lookback, horizon
-        self.scaler = Standardizer(np.asarray(mean, np.float32), np.asarray(std, np.float32))
-        self.step, self.fill_gaps = step, fill_gaps
-
-    def to_dict(self) -> dict:
-        return {"kind": self.kind, "columns": self.columns, "time_col": self.time_col, "lookback": self.lookback,
-                "horizon": self.horizon, **self.scaler.to_dict(), "step": self.step, "fill_gaps": self.fill_gaps}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> SeriesPre:
-        return cls(d["columns"], d["time_col"], d["lookback"], d["horizon"], d["mean"], d["std"], d.get("step"),
-                   d.get("fill_gaps", False))
-
-    def spec(self) -> dict:
-        return {"kind": self.kind, "shape": [self.lookback, len(self.columns)], "lookback": self.lookback,
-                "horizon": self.horizon, "channels": len(self.columns)}
-
-    def history(self, x: Any) -> tuple[pd.Series | None, np.ndarray]:
-        """Times (or None) and raw values [T, C] of a history table or array, checked like the training data."""
-        from ..errors import DataError
-
-        if isinstance(x, pd.DataFrame):
-            missing = [c for c in self.columns if c not in x.columns]
-            if missing:
-                raise DataError(f"the history lacks the column(s) {', '.join(map(repr, missing))} that the model "
-                                f"was trained on; give all of {', '.join(self.columns)}.")
-            time_col = self.time_col if self.time_col in x.columns else None
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    times, values, _ = read_series(x, time_col if time_col else None, self.columns,
-                                                   "interpolate" if self.fill_gaps else None)
-            except ValueError as e:
-                raise DataError(str(e)) from None
-            return (times if time_col else None), values
-        values = np.asarray(x, dtype=np.float32)
-        values = values[:, None] if values.ndim == 1 else values
-        if values.ndim != 2 or values.shape[1] != len(self.columns):
-            raise DataError(f"a history array must be [steps, {len(self.columns)}] (columns "
-                            f"{', '.join(self.columns)}), got shape {tuple(np.shape(x))}.")
-        if not np.isfinite(values).all():
-            bad = np.flatnonzero(~np.isfinite(values).all(1))
-            raise DataError(f"the history has missing or infinite values at rows {_rows(bad)}; fill them first.")
-        return None, values
-
-    def transform(self, x: Any) -> tuple[np.ndarray]:
-        """Model input [1, lookback, C] from a history (table or [T, C] array), or [N, lookback, C] windows."""
-        from ..errors import DataError
-
-        if isinstance(x, np.ndarray) and x.ndim == 3:
-            if x.shape[1:] != (self.lookback, len(self.columns)):
-                raise DataError(f"windows must be [N, {self.lookback}, {len(self.columns)}], got {x.shape}.")
-            return (self.scaler.transform(x),)
-        _, values = self.history(x)
-        if len(values) < self.lookback:
-            raise DataError(f"the history has {len(values)} rows but the model needs the last {self.lookback} "
-                            "(its lookback) to forecast; give a longer history.")
-        return (self.scaler.transform(values[-self.lookback:])[None],)
-
-    def read_inputs(self, x: Any):
-        """Predict inputs (a CSV path, a DataFrame, an array) as Data of kind series."""
-        from pathlib import Path
-
-        from ..errors import DataError
-        from .sources import Data
-        from .tables import read_table
-
-        if isinstance(x, (list, tuple)) and len(x) == 1 and isinstance(x[0], (str, Path)):
-            x = x[0]
-        if isinstance(x, (str, Path)):
-            path = Path(x)
-            if not path.is_file():
-                raise DataError(f"history file {str(path)!r} does not exist; give a CSV with the recent rows.")
-            x = read_table(path)
-        elif isinstance(x, (list, tuple)) and x and all(isinstance(p, (str, Path)) for p in x):
-            raise DataError("give one history table (CSV) to forecast after, not several files.")
-        return Data("series", x, None)
-
-    def future_times(self, times: pd.Series | None) -> list[str] | None:
-        """Timestamps of the `horizon` steps after the history's last one (None without a time column)."""
-        if times is None or len(times) == 0 or not pd.api.types.is_datetime64_any_dtype(times):
-            return None
-        last = pd.Timestamp(times.iloc[-1])
-        step = step_seconds(times) or self.step
-        if step is None:
-            return None
-        if 28 * DAY <= step <= 31 * DAY:
-            out = [last + pd.DateOffset(months=i) for i in range(1, self.horizon + 1)]
-        elif 365 * DAY <= step <= 366 * DAY:
-            out = [last + pd.DateOffset(years=i) for i in range(1, self.horizon + 1)]
-        else:
-            out = [last + pd.Timedelta(seconds=step * i) for i in range(1, self.horizon + 1)]
-        idx = pd.DatetimeIndex(out)
-        return list(idx.strftime("%Y-%m-%d" if (idx == idx.normalize()).all() else "%Y-%m-%d %H:%M:%S"))
-
-    def annotate(self, out: dict, d: Any) -> dict:
-        """Add a table of the forecast (step, time, one column per target) to predict's output."""
-        pred = np.asarray(out["prediction"])
-        if pred.shape[0] != 1 or not isinstance(d.x, pd.DataFrame):
-            return out
-        times, _ = self.history(d.x)
-        table = pd.DataFrame({"step": np.arange(1, self.horizon + 1)})
-        future = self.future_times(times)
-        if future is not None:
-            table[self.time_col] = future
-        names = out.get("targets", [])
-        values = pred[0].reshape(self.horizon, -1)
-        for j, name in enumerate(names):
-            table[name] = values[:, j]
-        return {**out, "table": table}

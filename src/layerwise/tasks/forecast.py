@@ -49,6 +49,7 @@ class Forecast:
     def prepare(cls, cfg: Any, data: Any, quiet: bool = False):
         """Series from a table, a chronological split, training statistics, windows with their baselines."""
         from ..data import Prepared, Split
+        from ..data import forecasting as fc
         from ..data import timeseries as ts
 
         df, target = _frame(cfg, data)
@@ -73,7 +74,7 @@ class Forecast:
         horizon = cfg.horizon or max(season, 1)
         name = Path(str(cfg.data)).stem if cfg.data else None
         step = ts.step_seconds(times)
-        if ts.is_ett(name, times) and n >= 20 * ETT_MONTH_ROWS[step]:
+        if fc.is_ett(name, times) and n >= 20 * ETT_MONTH_ROWS[step]:
             m = ETT_MONTH_ROWS[step]
             parts = [(0, 12 * m), (12 * m, 16 * m), (16 * m, 20 * m)]
             how = f"ETT standard split, 12/4/4 months ({n - 20 * m} later rows unused)"
@@ -91,7 +92,7 @@ class Forecast:
         scaler = ts.Standardizer.fit(values[:n_train])
         v = scaler.transform(values)
         task = cls(horizon, lookback, cols, [cols.index(target)], season, scaler.mean.tolist(), scaler.std.tolist(), cfg.loss)
-        pre = ts.SeriesPre(cols, time_col, lookback, horizon, scaler.mean.tolist(), scaler.std.tolist(), step,
+        pre = fc.SeriesPre(cols, time_col, lookback, horizon, scaler.mean.tolist(), scaler.std.tolist(), step,
                            bool(cfg.fill_gaps))
 
         def split(part):
@@ -114,11 +115,11 @@ class Forecast:
     def windows(self, v: np.ndarray, start: int = 0, end: int | None = None) -> tuple[tuple[np.ndarray], np.ndarray]:
         """Inputs ([N, lookback, C],) and targets [N, horizon, C + 2T]: all columns' futures, then the naive
         and seasonal-naive forecasts of the targets, for every window whose targets lie in rows [start, end)."""
-        from ..data import timeseries as ts
+        from ..data import forecasting as fc
 
         end = len(v) if end is None else end
-        x, y = ts.make_windows(v, self.lookback, self.horizon, start, end)
-        base = ts.baselines(v, self.lookback, self.horizon, start, end, self.target_cols, self.season)
+        x, y = fc.make_windows(v, self.lookback, self.horizon, start, end)
+        base = fc.baselines(v, self.lookback, self.horizon, start, end, self.target_cols, self.season)
         return (x,), np.concatenate([y, base], axis=-1)
 
     def labelled(self, pre: Any, d: Any) -> tuple[tuple[np.ndarray], np.ndarray]:
