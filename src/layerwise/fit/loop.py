@@ -16,7 +16,13 @@ EVENTS = ("fit_start", "epoch_start", "batch_start", "after_loss", "after_backwa
 
 
 class Callback:
-    """Override on_<event>(loop) for any of EVENTS; set loop.stop = True to end training (after the current batch)."""
+    """Override on_<event>(loop) for any of EVENTS; set loop.stop = True to end training (after the current batch).
+
+    Callbacks run in the order given, except that a higher `order` runs later (e.g. a callback that must see
+    the weights early stopping restores at fit end).
+    """
+
+    order = 0
 
     def state_dict(self) -> dict:
         return {}
@@ -42,7 +48,7 @@ class Loop:
         self.val = self._to_device(val) if val is not None else None
         self.optimizer = (getattr(task, "make_optimizer", None) or make_optimizer)(model, cfg)  # a task may own it
         self.base_lrs = [g["lr"] for g in self.optimizer.param_groups]
-        self.callbacks = list(callbacks)
+        self.callbacks = sorted(callbacks, key=lambda c: getattr(c, "order", 0))  # stable: ties keep their order
         self._hooks = {e: [getattr(c, f"on_{e}") for c in self.callbacks if hasattr(c, f"on_{e}")] for e in EVENTS}
         self.step_fn = step_fn or default_step
         n = len(self.train_y)

@@ -305,13 +305,10 @@ def detection_metrics(scores: np.ndarray, labels: np.ndarray, threshold: float |
 class Threshold:
     """Sets the anomaly threshold on the validation split when training ends (after the best weights are back)."""
 
+    order = 100  # after the other callbacks: early stopping restores the best weights at fit end
+
     def __init__(self, task: Anomaly, verbose: bool = True):
         self.task, self.verbose = task, verbose
-
-    def on_fit_start(self, loop) -> None:
-        hooks = loop._hooks["fit_end"]  # run last: early stopping restores the best weights at fit end
-        hooks.remove(self.on_fit_end)
-        hooks.append(self.on_fit_end)
 
     def on_fit_end(self, loop) -> None:
         inputs, y = loop.val
