@@ -150,3 +150,37 @@ def test_predict_csv_out_and_text_and_image_path_columns(tmp_path):
     df.drop(columns=["label", "note"]).to_csv(tmp_path / "bad.csv", index=False)
     r = cli("predict", str(tmp_path / "r"), str(tmp_path / "bad.csv"))
     assert r.returncode == 2 and "note" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_callbacks_run_by_order_then_as_given(tmp_path):
+    from layerwise.fit.loop import Callback
+
+    seen = []
+
+    class Late(Callback):
+        order = 10
+
+        def on_fit_end(self, loop):
+            seen.append("late")
+
+    class Plain(Callback):
+        def __init__(self, name):
+            self.name = name
+
+        def on_fit_end(self, loop):
+            seen.append(self.name)
+
+    lw.train("digits", model="mlp", epochs=1, callbacks=[Late(), Plain("a"), Plain("b")], out=tmp_path / "r",
+             quiet=True, progress=False, tensorboard=False)
+    assert seen == ["a", "b", "late"]
+
+
+def test_anomaly_threshold_is_set_on_the_restored_best_weights(tmp_path):
+    from layerwise.api import prepare_data
+
+    run = lw.train("digits", task="anomaly", model="autoencoder", normal_class=0, epochs=40, early_stopping=1,
+                   lr=0.05, hidden=[32], latent=4, out=tmp_path / "r", quiet=True, progress=False, tensorboard=False)
+    assert run.info["epochs_done"] < 40  # early stopping ended it and put the best weights back
+    val = prepare_data(run.config, quiet=True).val
+    scores = run.task.scores(run.outputs(val.inputs), __import__("torch").as_tensor(val.y)).numpy()
+    assert run.task.threshold == float(np.quantile(scores, 1 - run.task.fpr, method="higher"))
