@@ -98,3 +98,25 @@ def test_save_grid_writes_png(tmp_path):
     save_grid(torch.rand(3, 3, 32, 32) * 2 - 1, tmp_path / "rgb.png")
     with Image.open(tmp_path / "rgb.png") as im:
         assert im.mode == "RGB"
+
+
+def test_ema_generator_is_the_running_average_and_the_one_that_samples():
+    from layerwise.models.gan import GAN
+
+    torch.manual_seed(0)
+    gan = GAN((1, 28, 28), z_dim=16, width=8, ema=0.9)
+    opt_g, opt_d = default_gan_optimizers(gan.generator, gan.discriminator)
+    expected = [p.detach().clone() for p in gan.generator.parameters()]
+    real = torch.rand(8, 1, 28, 28) * 2 - 1
+    for step in range(20):
+        gan_step(gan.generator, gan.discriminator, opt_g, opt_d, real)
+        gan.update_ema(step)
+        d = min(0.9, (1 + step) / (10 + step))
+        expected = [d * e + (1 - d) * p.detach() for e, p in zip(expected, gan.generator.parameters())]
+    for e, avg, p in zip(expected, gan.generator_ema.parameters(), gan.generator.parameters()):
+        assert torch.allclose(e, avg, atol=1e-6) and not avg.requires_grad
+    assert any(not torch.allclose(a, p) for a, p in zip(gan.generator_ema.parameters(), gan.generator.parameters()))
+    gan.eval()
+    z = torch.randn(4, 16)
+    assert torch.equal(gan(z), gan.generator_ema(z)) and not torch.equal(gan(z), gan.generator(z))
+    assert not any(p is q for p in gan.generator_ema.parameters() for q in gan.generator.parameters())

@@ -9,6 +9,7 @@ Images are in [-1, 1]: scale [0, 1] pixels with `2 * x - 1` before training.
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -127,24 +128,43 @@ class GAN(nn.Module):
     """Generator and discriminator as one module, so a run has one state dict; calling it generates.
 
     `width` is the generator's last hidden width (the discriminator's first); `n_classes` > 0 makes both
-    networks conditional on a class label.
+    networks conditional on a class label. With `ema` > 0, `generator_ema` keeps an exponential moving
+    average of the generator's weights (Karras et al. 2018; Yazici et al. 2019), updated after every step
+    by `update_ema`: it is the generator that samples, and it makes cleaner images than the last weights.
     """
 
     def __init__(self, shape: Sequence[int], n_classes: int = 0, z_dim: int = 64, width: int = 32,
-                 spectral_norm: bool = True):
+                 spectral_norm: bool = True, ema: float = 0.999):
         super().__init__()
         self.generator = Generator(tuple(shape), z_dim, n_classes, width)
         self.discriminator = Discriminator(shape, n_classes, width, spectral_norm)
-        self.n_classes, self.z_dim = n_classes, z_dim
+        self.n_classes, self.z_dim, self.ema = n_classes, z_dim, ema
+        self.generator_ema = copy.deepcopy(self.generator).requires_grad_(False) if ema else None
+
+    @property
+    def sampler(self) -> Generator:
+        return self.generator_ema if self.generator_ema is not None else self.generator
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        return self.generator(z, labels)
+        return self.sampler(z, labels)
+
+    @torch.no_grad()
+    def update_ema(self, step: int) -> None:
+        """Move the average towards the generator; the decay ramps up as (1 + step) / (10 + step) so that
+        early averages do not hold on to the random initial weights."""
+        if self.generator_ema is None:
+            return
+        decay = min(self.ema, (1 + step) / (10 + step))
+        for avg, p in zip(self.generator_ema.parameters(), self.generator.parameters()):
+            avg.lerp_(p, 1 - decay)
+        for avg, b in zip(self.generator_ema.buffers(), self.generator.buffers()):
+            avg.copy_(b)
 
     @torch.no_grad()
     def sample(self, n: int, labels: torch.Tensor | None = None,
                generator: torch.Generator | None = None) -> torch.Tensor:
         """`n` images in [-1, 1] (labels cycling 0, 1, 2, ... when conditional and none are given)."""
-        return self.generator.sample(n, labels, generator)
+        return self.sampler.sample(n, labels, generator)
 
 
 def default_gan_optimizers(G: nn.Module, D: nn.Module, lr: float = 2e-4,

@@ -138,6 +138,7 @@ class GenerateImages:
         labels = loop.y if self.out_dim else None
         loop.gan_stats = gan_step(gan.generator, gan.discriminator, loop.optimizer, loop.optimizer,
                                   loop.inputs[0], labels, bf16=loop.bf16)
+        gan.update_ema(loop.step)
         loop.loss = torch.tensor(loop.gan_stats["g_loss"])
 
     def callbacks(self, cfg, run_dir: Path) -> list:
