@@ -95,6 +95,9 @@ SETTINGS: list[Setting] = [
     S("layers", int, None, "stacked recurrent or transformer layers (default: 1 recurrent, 2 transformer, "
       "4 gpt)", {"ge": 1, "le": 48}, optional=True),
     S("bidirectional", bool, True, "recurrent models read the sequence both ways"),
+    S("readout", str, "mean", "recurrent models: pool the states over the real steps (mean, max) or take the "
+      "last state", choices=("mean", "max", "last")),
+    S("cell", str, "gru", "crnn: the recurrent layer after the convolutions", choices=("gru", "lstm")),
     # time series (--task forecast) and audio
     S("horizon", int, None, "forecast: steps to predict (default: one season, e.g. 24 for hourly data)", {"ge": 1},
       optional=True),

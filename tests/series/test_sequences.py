@@ -67,11 +67,14 @@ def test_long_table_groups_and_orders_each_series():
 def test_padding_never_changes_the_cnn_or_gru_output():
     from layerwise.models.cnn import CNN1d
     from layerwise.models.rnn import RecurrentNet
+    from layerwise.models.transformer import TransformerEncoder
 
     torch.manual_seed(0)
     x = torch.randn(3, 37, 2)
     lengths = torch.tensor([37, 20, 9])
-    for model in (CNN1d(2, 4, length=64), RecurrentNet(4, cell="gru", in_features=2, bidirectional=True)):
+    for model in (CNN1d(2, 4, length=64), RecurrentNet(4, cell="gru", in_features=2, bidirectional=True),
+                  RecurrentNet(4, cell="lstm", in_features=2, bidirectional=True, readout="last"),
+                  TransformerEncoder(4, in_features=2, max_len=64, layers=1)):
         model.eval()
         padded = torch.cat([x, torch.randn(3, 27, 2)], 1)
         for i, n in enumerate(lengths.tolist()):
@@ -105,6 +108,17 @@ def test_long_table_end_to_end(tmp_path, capsys):
     assert [r["unit"] for r in rows] == ["u000", "u001", "u002", "u003"]
     assert [r["prediction"] for r in rows] == ["slow", "fast", "slow", "fast"]
     assert abs(rows[0]["p_fast"] + rows[0]["p_slow"] - 1) < 1e-5
+
+
+def test_transformer_and_lstm_read_variable_length_series(tmp_path):
+    csv = _waves_long(tmp_path / "units.csv", n=400)
+    for model, extra in (("transformer", {"layers": 1, "d_model": 32}), ("lstm", {"readout": "last"})):
+        run = lw.train(csv, target="kind", series_id="unit", model=model, epochs=25, batch_size=32, out=tmp_path / model,
+                       **extra, **QUIET)
+        assert run.info["test_metrics"]["accuracy"] >= 0.8, model
+        again = lw.Run.load(tmp_path / model)
+        assert again.config.readout == run.config.readout and again.evaluate()["accuracy"] == \
+            pytest.approx(run.info["test_metrics"]["accuracy"])
 
 
 def test_gru_on_sequences_and_resume_is_exact(tmp_path, crash_after_epoch):

@@ -105,19 +105,20 @@ class CRNN(nn.Module):
 
 def build_crnn(spec: dict, out_dim: int, cfg) -> CRNN:
     """`--model crnn` for audio spectrograms [B, 1, n_mels, T]: conv channels `channels` (default 16,32,64),
-    a GRU of hidden[0] units (default 64), bidirectional unless --no-bidirectional."""
+    a GRU (or `--cell lstm`) of hidden[0] units (default 64), bidirectional unless --no-bidirectional."""
     from ..errors import ConfigError
 
     if spec["kind"] != "audio":
         raise ConfigError(f"model 'crnn' reads audio spectrograms, but the data is {spec['kind']} data; "
                           "give a folder of WAV files, or use --model mlp.")
     return CRNN(out_dim, n_mels=spec["shape"][1], channels=tuple(cfg.channels or (16, 32, 64)),
-                hidden=(cfg.hidden or [64])[0], bidirectional=cfg.bidirectional, dropout=cfg.dropout)
+                hidden=(cfg.hidden or [64])[0], cell=cfg.cell, bidirectional=cfg.bidirectional, dropout=cfg.dropout)
 
 
 def build_recurrent(name: str, spec: dict, out_dim: int, cfg) -> RecurrentNet:
     """`--model rnn|lstm|gru` for text (token ids): embedding d_model wide, `layers` stacked cells of
-    hidden[0] units (default 128), optionally bidirectional, mean-pooled over real steps."""
+    hidden[0] units (default 128), optionally bidirectional, pooled over real steps (`--readout mean|max`) or
+    read at the last state (`--readout last`)."""
     from ..errors import ConfigError
 
     if spec["kind"] != "text":
@@ -125,4 +126,4 @@ def build_recurrent(name: str, spec: dict, out_dim: int, cfg) -> RecurrentNet:
                           "use --model mlp, or give a text column.")
     return RecurrentNet(out_dim, cell=name, vocab_size=spec["vocab_size"], embed_dim=cfg.d_model or 128,
                         hidden=(cfg.hidden or [128])[0], layers=cfg.layers or 1, bidirectional=cfg.bidirectional,
-                        dropout=cfg.dropout, readout="mean", pad_id=spec.get("pad_id", 0))
+                        dropout=cfg.dropout, readout=cfg.readout, pad_id=spec.get("pad_id", 0))

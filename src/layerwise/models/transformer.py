@@ -87,7 +87,8 @@ class Block(nn.Module):
 
 class TransformerEncoder(nn.Module):
     """Transformer encoder for sequence classification/regression: token ids [B, T] (`vocab_size`,
-    `pad_id` marks padding) or features [B, T, F] (`in_features`), learned positions, blocks, final
+    `pad_id` marks padding) or features [B, T, F] (`in_features`, embedded by a kernel-3 convolution over
+    time), learned positions, blocks, final
     LayerNorm, then a masked mean over real steps ("mean") or a learned [CLS] token ("cls"), and a head."""
 
     def __init__(self, out_dim: int, *, vocab_size: int | None = None, in_features: int | None = None,
@@ -99,8 +100,10 @@ class TransformerEncoder(nn.Module):
         if pooling not in ("mean", "cls"):
             raise ValueError(f"pooling must be 'mean' or 'cls'; got {pooling!r}.")
         self.max_len, self.pad_id, self.tokens = max_len, pad_id, vocab_size is not None
+        # float steps: a kernel-3 convolution as the token embedding (as Informer's), so each token already
+        # carries its neighbours (the local slope) before attention
         self.embed = (nn.Embedding(vocab_size, d_model, padding_idx=pad_id) if self.tokens
-                      else nn.Linear(in_features, d_model))
+                      else nn.Conv1d(in_features, d_model, 3, padding=1))
         self.pos = nn.Embedding(max_len, d_model)
         self.cls = nn.Parameter(torch.randn(1, 1, d_model) * 0.02) if pooling == "cls" else None
         self.drop = nn.Dropout(dropout)
@@ -109,15 +112,22 @@ class TransformerEncoder(nn.Module):
         self.head = nn.Linear(d_model, out_dim)
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
-        """x: [B, T] token ids or [B, T, F] floats; mask: optional bool [B, T], True = real step
-        (token input derives it from x != pad_id)."""
+        """x: [B, T] token ids or [B, T, F] floats; mask: optional bool [B, T], True = real step, or the
+        lengths [B] of sequences padded at the end (token input derives it from x != pad_id)."""
         B, T = x.shape[:2]
+        if mask is not None and mask.dtype != torch.bool:  # lengths
+            mask = torch.arange(T, device=x.device)[None] < mask.to(x.device)[:, None]
         if T > self.max_len:
             raise ValueError(f"the input has {T} steps but this TransformerEncoder was built with "
                              f"max_len={self.max_len}; crop the sequences or build it with a larger max_len.")
         if mask is None and self.tokens:
             mask = x != self.pad_id
-        h = self.embed(x) + self.pos(torch.arange(T, device=x.device))
+        if self.tokens:
+            h = self.embed(x)
+        else:  # padded steps are zeroed first, so they never reach a real step's token
+            x = x if mask is None else x.masked_fill(~mask.unsqueeze(-1), 0.0)
+            h = self.embed(x.transpose(1, 2)).transpose(1, 2)
+        h = h + self.pos(torch.arange(T, device=x.device))
         if self.cls is not None:
             h = torch.cat([self.cls.expand(B, -1, -1), h], dim=1)
             mask = None if mask is None else F.pad(mask, (1, 0), value=True)
