@@ -76,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     sa.add_argument("--out", default="samples.png", metavar="FILE", help="a .png grid or an .npz of arrays")
     sa.add_argument("--label", metavar="CLASS", help="the class to draw (conditional generators only)")
     sa.add_argument("--seed", type=int, default=0, metavar="N", help="noise seed (default: 0)")
+    sa.add_argument("--truncation", type=float, default=None, metavar="T",
+                    help="draw the noise from a normal cut at [-T, T]: cleaner, less varied samples (e.g. 0.7)")
 
     sub.add_parser("models", help="list the architectures and the pretrained:NAME models (installed or not)")
 
@@ -266,7 +268,7 @@ def cmd_sample(args) -> int:
     from .run import Run
     from .sample import save_samples
 
-    out = save_samples(Run.load(args.run), args.out, args.n, args.label, args.seed)
+    out = save_samples(Run.load(args.run), args.out, args.n, args.label, args.seed, args.truncation)
     print(f"wrote {args.n} samples to {out}", file=sys.stderr)
     return 0
 

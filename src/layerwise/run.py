@@ -204,12 +204,13 @@ class Run:
                             "not a table.")
         return self.pre.transform(d.x)
 
-    def sample(self, n: int = 64, label: Any = None, seed: int = 0) -> np.ndarray:
+    def sample(self, n: int = 64, label: Any = None, seed: int = 0, truncation: float | None = None) -> np.ndarray:
         """`n` images [n, H, W, C] from a generative run, like its training data (uint8 pixels for uint8 images);
-        `label` picks the class of a conditional GAN. Example: ``run.sample(64, label=7)``."""
+        `label` picks the class of a conditional GAN; `truncation` (e.g. 0.7) trades variety for cleaner samples.
+        Example: ``run.sample(64, label=7)``."""
         from .sample import sample
 
-        return sample(self, n, label, seed)
+        return sample(self, n, label, seed, truncation)
 
     def generate(self, prompt: str = "\n", tokens: int = 200, temperature: float = 1.0, top_k: int | None = None,
                  seed: int | None = None) -> str:

@@ -38,16 +38,19 @@ def _labels(run, n: int, label: Any):
     return torch.arange(n) % out_dim if out_dim else None
 
 
-def generate(run, n: int, label: Any = None, seed: int = 0, labels=None):
+def generate(run, n: int, label: Any = None, seed: int = 0, labels=None, truncation: float | None = None):
     """`n` samples as the model makes them ([n, C, H, W], in the model's input units) and their class indices.
 
-    `labels` (class indices, a tensor) overrides `label`.
+    `labels` (class indices, a tensor) overrides `label`; `truncation` t draws the noise from a normal cut at
+    [-t, t] (cleaner samples, less variety; t around 0.5-1).
     """
     import torch
 
     check_generative(run)
     if not isinstance(n, (int, np.integer)) or n < 1:
         raise ConfigError(f"the number of samples must be a whole number of at least 1, got {n!r}.")
+    if truncation is not None and not truncation > 0:
+        raise ConfigError(f"truncation must be a number above 0 (e.g. 0.7), got {truncation!r}.")
     if labels is None:
         labels = _labels(run, n, label)
     g = torch.Generator().manual_seed(seed)
@@ -60,9 +63,9 @@ def generate(run, n: int, label: Any = None, seed: int = 0, labels=None):
             for i in range(0, n, 1000):
                 m = min(1000, n - i)
                 if labels is None:
-                    out.append(model.sample(m, generator=g).float().cpu())
+                    out.append(model.sample(m, generator=g, truncation=truncation).float().cpu())
                 else:
-                    out.append(model.sample(m, labels[i:i + m], generator=g).float().cpu())
+                    out.append(model.sample(m, labels[i:i + m], generator=g, truncation=truncation).float().cpu())
     finally:
         model.train(was_training)
     return torch.cat(out), labels
@@ -80,14 +83,15 @@ def to_data_units(run, images) -> np.ndarray:
     return np.ascontiguousarray(x, dtype=np.float32)
 
 
-def sample(run, n: int = 64, label: Any = None, seed: int = 0) -> np.ndarray:
+def sample(run, n: int = 64, label: Any = None, seed: int = 0, truncation: float | None = None) -> np.ndarray:
     """`n` generated images [n, H, W, C] (labels cycle through the classes of a conditional run unless
     `label` picks one). Example: ``lw.Run.load("runs/gan").sample(16, label=7)``."""
-    images, _ = generate(run, n, label, seed)
+    images, _ = generate(run, n, label, seed, truncation=truncation)
     return to_data_units(run, images)
 
 
-def save_samples(run, out: str | Path, n: int = 64, label: Any = None, seed: int = 0) -> Path:
+def save_samples(run, out: str | Path, n: int = 64, label: Any = None, seed: int = 0,
+                 truncation: float | None = None) -> Path:
     """Write `n` samples to `out`: a PNG/JPEG grid, or an .npz with `x` (images) and `y` (labels, if any).
 
     Everything is checked before anything is written.
@@ -100,7 +104,7 @@ def save_samples(run, out: str | Path, n: int = 64, label: Any = None, seed: int
         raise ConfigError(f"cannot write samples to {out.name!r}; give a .png (a grid) or .npz (arrays) file.")
     if not out.parent.is_dir():
         raise ConfigError(f"folder {str(out.parent)!r} does not exist; create it or write elsewhere.")
-    images, labels = generate(run, n, label, seed)
+    images, labels = generate(run, n, label, seed, truncation=truncation)
     if suffix == ".npz":
         arrays = {"x": to_data_units(run, images)}
         if labels is not None:

@@ -78,6 +78,22 @@ def test_sample_python_and_cli(cgan, tmp_path):
     assert cli("sample", str(cgan), "--n", "30", "--out", str(tmp_path / "s.npz"))[0] == 0
     z = np.load(tmp_path / "s.npz")
     assert z["x"].shape == (30, 8, 8, 1) and z["y"].tolist() == [i % 10 for i in range(30)]
+    # truncation: noise cut at [-t, t], so samples sit closer together; a bad value is refused
+    near = run.sample(200, label=7, truncation=0.2)
+    assert near.shape == (200, 8, 8, 1) and near.std(0).mean() < run.sample(200, label=7).std(0).mean()
+    code, err = cli("sample", str(cgan), "--n", "4", "--out", str(tmp_path / "t.png"), "--truncation", "-1")
+    assert code == 2 and "truncation must be a number above 0 (e.g. 0.7), got -1.0." in err
+    assert not (tmp_path / "t.png").exists()
+
+
+def test_truncated_noise_stays_in_range():
+    import torch
+
+    from layerwise.models.blocks import noise
+
+    z = noise(5000, 4, torch.Generator().manual_seed(0), truncation=0.5)
+    assert z.abs().max() <= 0.5 and 0.25 < z.std() < 0.35  # a normal cut at +-0.5 has std ~0.29
+    assert torch.equal(noise(3, 2, torch.Generator().manual_seed(1)), torch.randn(3, 2, generator=torch.Generator().manual_seed(1)))
 
 
 def test_uint8_images_sample_as_uint8(tmp_path):

@@ -211,10 +211,14 @@ class VAE(nn.Module):
         return rec + kl
 
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """`n` new samples [n, D] (images: [n, C, H, W]) decoded from the prior (probabilities for 'bce')."""
+    def sample(self, n: int, generator: torch.Generator | None = None, truncation: float | None = None
+               ) -> torch.Tensor:
+        """`n` new samples [n, D] (images: [n, C, H, W]) decoded from the prior (probabilities for 'bce');
+        `truncation` t redraws prior noise outside [-t, t]."""
+        from .blocks import noise
+
         device = next(self.parameters()).device
-        z = torch.randn(n, self.latent, generator=generator).to(device)
+        z = noise(n, self.latent, generator, truncation).to(device)
         out = self.decode(z)
         out = out.sigmoid() if self.likelihood == "bce" else out
         return out.view(n, *self.in_shape) if not self.cat_sizes else out

@@ -19,6 +19,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm as sn
 
+from .blocks import noise
+
 
 def _halvings(h: int, w: int) -> tuple[int, int, int]:
     """How many times (h, w) can be halved while even and at least 4 (28 → 7 twice, 32 → 4 three times)."""
@@ -74,12 +76,13 @@ class Generator(nn.Module):
 
     @torch.no_grad()
     def sample(self, n: int, labels: torch.Tensor | None = None,
-               generator: torch.Generator | None = None) -> torch.Tensor:
-        """`n` images from fresh noise (labels 0, 1, 2, ... cycling when conditional and none are given)."""
+               generator: torch.Generator | None = None, truncation: float | None = None) -> torch.Tensor:
+        """`n` images from fresh noise (labels 0, 1, 2, ... cycling when conditional and none are given);
+        `truncation` t redraws noise outside [-t, t] (see blocks.noise)."""
         device = next(self.parameters()).device
         if self.embed is not None and labels is None:
             labels = torch.arange(n) % self.n_classes
-        z = torch.randn(n, self.z_dim, generator=generator).to(device)
+        z = noise(n, self.z_dim, generator, truncation).to(device)
         return self(z, None if labels is None else labels.to(device))
 
 
@@ -161,10 +164,10 @@ class GAN(nn.Module):
             avg.copy_(b)
 
     @torch.no_grad()
-    def sample(self, n: int, labels: torch.Tensor | None = None,
-               generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample(self, n: int, labels: torch.Tensor | None = None, generator: torch.Generator | None = None,
+               truncation: float | None = None) -> torch.Tensor:
         """`n` images in [-1, 1] (labels cycling 0, 1, 2, ... when conditional and none are given)."""
-        return self.sampler.sample(n, labels, generator)
+        return self.sampler.sample(n, labels, generator, truncation)
 
 
 def default_gan_optimizers(G: nn.Module, D: nn.Module, lr: float = 2e-4,
