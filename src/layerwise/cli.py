@@ -99,6 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
             u.add_argument("--k", type=int, default=10, metavar="K", help="number of clusters (default: 10)")
             u.add_argument("--seed", type=int, default=0, metavar="N", help="k-means seed (default: 0)")
             u.add_argument("--manifold", choices=("tsne", "umap"), help="k-means on this 2-D map of the embeddings")
+            u.add_argument("--whiten", action=argparse.BooleanOptionalAction, default=True,
+                           help="PCA-whiten the embeddings before k-means (default: on)")
 
     r = sub.add_parser("runs", help="list runs with their key metrics")
     r.add_argument("root", nargs="?", default="runs", metavar="FOLDER")
@@ -295,7 +297,7 @@ def cmd_cluster(args) -> int:
     from .run import Run
 
     r = cluster(Run.load(args.run), args.source, args.k, seed=args.seed, out=args.out, target=args.target,
-                manifold=args.manifold)
+                manifold=args.manifold, whiten=args.whiten)
     summary = {k: r[k] for k in ("k", "sizes", "nmi", "ari") if k in r}
     if args.json:
         print(json.dumps(summary))

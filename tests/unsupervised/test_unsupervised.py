@@ -50,6 +50,17 @@ def test_cluster_digits_embeddings_find_the_classes(digits_ae, tmp_path):
     rows = pd.read_csv(tmp_path / "c.csv")
     assert list(rows.columns) == ["row", "cluster", "label"] and rows["cluster"].nunique() == 10
     assert digits_ae.cluster("digits", k=10)["clusters"].tolist() == r["clusters"].tolist()  # seeded
+    assert r["whiten"] and not digits_ae.cluster("digits", k=10, whiten=False)["whiten"]
+
+
+def test_whitening_gives_unit_variance_axes_and_drops_empty_ones():
+    from layerwise.embed import _whiten
+
+    g = np.random.default_rng(0)
+    z = g.normal(size=(500, 3)) @ np.array([[10.0, 0, 0], [3, 0.1, 0], [0, 0, 1]])
+    z = np.concatenate([z, np.full((500, 1), 7.0)], 1)  # a constant axis: no variance, dropped
+    w = _whiten(z)
+    assert w.shape == (500, 3) and np.allclose(np.cov(w, rowvar=False), np.eye(3), atol=1e-6)
 
 
 def test_cli_embed_cluster_and_errors_write_nothing(digits_ae, tmp_path, capsys):
