@@ -1,6 +1,6 @@
 """MNIST autoencoder benchmarks: embeddings + k-means (NMI, ARI) and one-class anomaly detection (AUROC).
 
-    python benchmarks/unsupervised.py --part cluster   # autoencoder (latent 16) + k-means, k = 10, test set
+    python benchmarks/unsupervised.py --part cluster --model conv_autoencoder --seeds 0,1  # AE (latent 16) + k-means
     python benchmarks/unsupervised.py --part oneclass  # 10 runs: train on one digit, score the whole test set
 
 Fixed seeds; prints a table. Needs mnist.npz: ../shared/data/mnist.npz, $LAYERWISE_MNIST, or the cache.
@@ -27,24 +27,28 @@ def mnist_path() -> str:
 
 
 def bench_cluster(args, root: Path) -> None:
+    """For each seed: train the autoencoder, then k-means (k = 10) on the test codes, whitened (the default),
+    raw, and (with --tsne) on a t-SNE map of the codes."""
     import layerwise as lw
 
     data = mnist_path()
-    t = time.perf_counter()
-    epochs = args.epochs or 10
-    run = lw.train(data, task="reconstruct", model=args.model, latent=16, epochs=epochs, seed=0, quiet=True,
-                   progress=False, tensorboard=False, threads=args.threads, out=root / "cluster")
-    train_s = time.perf_counter() - t
-    rows = []
-    for manifold in (None, "tsne") if args.tsne else (None,):
+    epochs = args.epochs or 15
+    print(f"MNIST {args.model} (latent 16, {epochs} epochs) + k-means, k = 10, on the 10,000 test images")
+    print(f"{'seed':>4} {'k-means on':>18} {'NMI':>7} {'ARI':>7} {'seconds':>8}  (training: test mse, seconds)")
+    for seed in args.seeds:
         t = time.perf_counter()
-        r = run.cluster(data, k=10, manifold=manifold)
-        rows.append((manifold or "none", r["nmi"], r["ari"], time.perf_counter() - t))
-    print(f"\nMNIST {args.model} (latent 16, {epochs} epochs, {train_s:.0f} s to train; test mse "
-          f"{run.info['test_metrics']['mse']:.4f}) + k-means, k = 10, on the 10,000 test images")
-    print(f"{'manifold':>9} {'NMI':>7} {'ARI':>7} {'seconds':>8}")
-    for m, nmi, ari, s in rows:
-        print(f"{m:>9} {nmi:>7.4f} {ari:>7.4f} {s:>8.1f}")
+        run = lw.train(data, task="reconstruct", model=args.model, latent=16, epochs=epochs, seed=seed,
+                       quiet=True, progress=False, tensorboard=False, threads=args.threads,
+                       out=root / f"cluster{seed}", **({"channels": args.channels} if args.channels else {}))
+        train = f"({run.info['test_metrics']['mse']:.4f}, {time.perf_counter() - t:.0f} s)"
+        ways = [("whitened codes", {}), ("raw codes", {"whiten": False})]
+        if args.tsne:
+            ways.append(("t-SNE map", {"manifold": "tsne"}))
+        for name, kw in ways:
+            t = time.perf_counter()
+            r = run.cluster(data, k=10, **kw)
+            print(f"{seed:>4} {name:>18} {r['nmi']:>7.4f} {r['ari']:>7.4f} {time.perf_counter() - t:>8.1f}  {train}",
+                  flush=True)
 
 
 def bench_oneclass(args, root: Path) -> None:
@@ -72,7 +76,10 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--part", choices=("cluster", "oneclass", "all"), default="all")
     p.add_argument("--model", default=None, help="autoencoder (default), conv_autoencoder or vae")
-    p.add_argument("--epochs", type=int, default=None, help="default: 10 (cluster), 15 (oneclass)")
+    p.add_argument("--channels", default=None, help="conv channels, e.g. 32,64,128 (default: the model's)")
+    p.add_argument("--epochs", type=int, default=None, help="default: 15")
+    p.add_argument("--seeds", type=lambda s: [int(x) for x in s.split(",")], default=[0],
+                   help="cluster: training seeds, e.g. 0,1,2")
     p.add_argument("--latent", type=int, default=16, help="one-class code size (cluster: always 16)")
     p.add_argument("--digits", type=lambda s: [int(x) for x in s.split(",")], default=list(range(10)))
     p.add_argument("--tsne", action=argparse.BooleanOptionalAction, default=True,

@@ -67,7 +67,7 @@ def cluster(run, data: Any = None, k: int = 10, seed: int = 0, out: str | Path |
     (cluster, and label when known) as CSV. `whiten` (default) rotates the embeddings onto their principal
     axes and scales each to unit variance first: k-means assumes round clusters, and an autoencoder's code
     has a few axes of large variance that would otherwise decide every split (MNIST, conv autoencoder,
-    latent 16: NMI 0.65 raw, 0.72 whitened). `manifold="tsne"` (or "umap") runs k-means on a 2-D map of
+    latent 16: NMI 0.62-0.65 raw, 0.71 whitened). `manifold="tsne"` (or "umap") runs k-means on a 2-D map of
     the embeddings instead, which follows their local structure (N2D, McConville et al. 2019): slower,
     and often much closer to the labels.
     """
@@ -89,7 +89,9 @@ def cluster(run, data: Any = None, k: int = 10, seed: int = 0, out: str | Path |
         z = project(z, manifold, seed)
     elif whitened:
         z = _whiten(z)
-    km = KMeans(n_clusters=int(k), n_init=10, random_state=seed).fit(z)
+    # 50 restarts, keep the lowest inertia: on whitened codes 10 restarts often stop in a poor split (MNIST conv
+    # autoencoder: NMI 0.65 with 10, 0.71 with 20-100 restarts); each restart is cheap (10,000 x 16: 10 ms)
+    km = KMeans(n_clusters=int(k), n_init=50, random_state=seed).fit(z)
     clusters = km.labels_.astype(np.int64)
     result: dict[str, Any] = {"k": int(k), "manifold": manifold, "whiten": whitened, "clusters": clusters,
                               "sizes": np.bincount(clusters, minlength=k).tolist(), "inertia": float(km.inertia_),
