@@ -174,6 +174,8 @@ class Run:
 
             d = load(data, target=self.config.target)
             d = d.test or d
+            if hasattr(self.pre, "labelled"):  # e.g. sequences: a long table grouped, or windows of a series
+                d = self.pre.labelled(d)
             if d.y is None:
                 raise DataError("the data has no targets to evaluate against; give labelled data.")
             inputs, y = self._transform(d), self.task.encode(d.y)

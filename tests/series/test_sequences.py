@@ -108,6 +108,11 @@ def test_long_table_end_to_end(tmp_path, capsys):
     assert [r["unit"] for r in rows] == ["u000", "u001", "u002", "u003"]
     assert [r["prediction"] for r in rows] == ["slow", "fast", "slow", "fast"]
     assert abs(rows[0]["p_fast"] + rows[0]["p_slow"] - 1) < 1e-5
+    # evaluate on a long table: grouped by id like the training data
+    part = pd.read_csv(csv)
+    part = part[part.unit.isin([f"u{i:03d}" for i in range(40)])]
+    m = run.evaluate(part)
+    assert m["accuracy"] >= 0.85 and "loss" in m
 
 
 def test_transformer_and_lstm_read_variable_length_series(tmp_path):
@@ -149,6 +154,9 @@ def test_windows_of_one_series_labelled_by_their_last_row(tmp_path, capsys):
     assert table["time"].iloc[0] == recent["time"].iloc[23]
     truth = pd.read_csv(csv)["state"].iloc[-77:].to_numpy()
     assert (table["prediction"].to_numpy() == truth).mean() >= 0.85
+    # evaluate on a table: every window, labelled by its last row
+    m = run.evaluate(pd.read_csv(csv).iloc[-100:])
+    assert m["accuracy"] == pytest.approx((table["prediction"].to_numpy() == truth).mean())
 
 
 def test_arrays_and_mlp_need_one_length(tmp_path):

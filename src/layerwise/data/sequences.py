@@ -239,6 +239,25 @@ class SequencePre:
             return d
         raise DataError("this model was trained on arrays of sequences; give an array [N, steps, channels].")
 
+    def labelled(self, d: Data) -> Data:
+        """Labelled sequences from data like the training data (for evaluate): a long table grouped by the
+        series id, or every window of a long series labelled by its last row; sequence Data as it is."""
+        if d.kind == "sequence" or self.mode == "array":
+            return d
+        if d.y is None:
+            raise DataError("the data has no targets to evaluate against; give the label column.")
+        if self.mode == "series":
+            target = d.target or "__label__"
+            seqs, labels, _, _, _ = long_to_series(d.x.assign(**{target: d.y}), self.series_id, target,
+                                                   self.columns, self.time_col)
+            return Data("sequence", seqs, labels, d.target)
+        windows = self._from_table(d.x)  # rows in time order, as _series_values sorts them
+        order = np.argsort(pd.to_datetime(d.x[self.time_col], errors="coerce").to_numpy(), kind="stable") \
+            if self.time_col in d.x.columns else np.arange(len(d.x))
+        labels = np.asarray(d.y)[order][self.length - 1:]
+        keep = ~pd.isna(pd.Series(labels)).to_numpy()
+        return Data("sequence", windows.x[keep], labels[keep], d.target)
+
     def annotate(self, out: dict, d: Any) -> dict:
         """A table of predictions, one row per series id (or per window end), when the inputs were a table."""
         ids = getattr(d, "ids", None)
