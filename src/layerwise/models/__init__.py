@@ -31,7 +31,7 @@ def build_model(name: str, spec: dict, out_dim: int, cfg: Any):
     from .mlp import MLP
     from .resnet import ResNet
 
-    if spec["kind"] == "sequence" and name in ("mlp", "cnn", "rnn", "lstm", "gru", "transformer"):
+    if spec["kind"] == "sequence" and name in ("mlp", "cnn"):
         return _sequence_model(name, spec, out_dim, cfg)
     if name == "mlp":
         if spec["kind"] == "table":
@@ -78,30 +78,19 @@ def build_model(name: str, spec: dict, out_dim: int, cfg: Any):
 
 
 def _sequence_model(name: str, spec: dict, out_dim: int, cfg: Any):
-    """Models for sequences [B, T, C] (+ lengths when they vary): cnn (1-D), rnn/lstm/gru, transformer (an
-    encoder over linearly projected steps), or mlp (one length)."""
+    """cnn (1-D) or mlp (one length) for sequences [B, T, C] (+ lengths when they vary); the recurrent and
+    transformer builders take sequences too."""
     from .cnn import CNN1d
     from .mlp import MLP
-    from .rnn import RecurrentNet
-    from .transformer import TransformerEncoder
 
     steps, c = spec["shape"]
     if name == "cnn":
         return CNN1d(c, out_dim, cfg.channels or (32, 64, 128), (128,) if cfg.hidden is None else cfg.hidden,
                      cfg.activation, cfg.dropout, cfg.batch_norm, steps)
-    if name == "mlp":
-        if spec.get("variable"):
-            raise ConfigError("model 'mlp' needs sequences of one length, but these differ in length; use --model "
+    if spec.get("variable"):
+        raise ConfigError("model 'mlp' needs sequences of one length, but these differ in length; use --model "
                               "cnn or gru.")
-        return MLP(steps * c, out_dim, cfg.hidden or (256, 128), cfg.activation, cfg.dropout, cfg.batch_norm)
-    if name == "transformer":
-        d_model, heads = cfg.d_model or 128, cfg.heads or 4
-        if d_model % heads:
-            raise ConfigError(f"d_model={d_model} must be divisible by heads={heads}; change one of them.")
-        return TransformerEncoder(out_dim, in_features=c, max_len=steps, d_model=d_model, heads=heads,
-                                  layers=cfg.layers or 2, dropout=cfg.dropout)
-    return RecurrentNet(out_dim, cell=name, in_features=c, hidden=(cfg.hidden or [128])[0], layers=cfg.layers or 1,
-                        bidirectional=cfg.bidirectional, dropout=cfg.dropout, readout=cfg.readout)
+    return MLP(steps * c, out_dim, cfg.hidden or (256, 128), cfg.activation, cfg.dropout, cfg.batch_norm)
 
 
 def count_parameters(model) -> int:

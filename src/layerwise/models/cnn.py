@@ -10,6 +10,15 @@ from torch import nn
 from .blocks import activation
 
 
+def dense_head(width: int, hidden: Sequence[int], out_dim: int, act: str, dropout: float) -> list[nn.Module]:
+    """Dense layers (Linear, activation, dropout) of `hidden` widths, then the output layer."""
+    layers: list[nn.Module] = []
+    for units in hidden:
+        layers += [nn.Linear(width, units), activation(act)] + ([nn.Dropout(dropout)] if dropout > 0 else [])
+        width = units
+    return layers + [nn.Linear(width, out_dim)]
+
+
 def conv_bn_act(c_in: int, c_out: int, act: str, batch_norm: bool = True) -> list[nn.Module]:
     return [nn.Conv2d(c_in, c_out, 3, padding=1, bias=not batch_norm)] + \
         ([nn.BatchNorm2d(c_out)] if batch_norm else []) + [activation(act)]
@@ -35,12 +44,8 @@ class CNN(nn.Module):
                     h, w = h // 2, w // 2
             c = ch
         self.features = nn.Sequential(*layers)
-        dense: list[nn.Module] = []
-        width = c
-        for units in hidden:
-            dense += [nn.Linear(width, units), activation(act)] + ([nn.Dropout(dropout)] if dropout > 0 else [])
-            width = units
-        self.classifier = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), *dense, nn.Linear(width, out_dim))
+        self.classifier = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                                        *dense_head(c, hidden, out_dim, act, dropout))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))
@@ -67,12 +72,7 @@ class CNN1d(nn.Module):
                 t = -(-t // 2)
             c = ch
         self.features = nn.Sequential(*layers)
-        dense: list[nn.Module] = []
-        width = c
-        for units in hidden:
-            dense += [nn.Linear(width, units), activation(act)] + ([nn.Dropout(dropout)] if dropout > 0 else [])
-            width = units
-        self.classifier = nn.Sequential(*dense, nn.Linear(width, out_dim))
+        self.classifier = nn.Sequential(*dense_head(c, hidden, out_dim, act, dropout))
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         h = x.transpose(1, 2)  # [B, C, T]

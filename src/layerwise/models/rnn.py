@@ -116,14 +116,17 @@ def build_crnn(spec: dict, out_dim: int, cfg) -> CRNN:
 
 
 def build_recurrent(name: str, spec: dict, out_dim: int, cfg) -> RecurrentNet:
-    """`--model rnn|lstm|gru` for text (token ids): embedding d_model wide, `layers` stacked cells of
-    hidden[0] units (default 128), optionally bidirectional, pooled over real steps (`--readout mean|max`) or
-    read at the last state (`--readout last`)."""
+    """`--model rnn|lstm|gru` for text (token ids, embedded d_model wide) or sequences (float steps): `layers`
+    stacked cells of hidden[0] units (default 128), optionally bidirectional, pooled over real steps
+    (`--readout mean|max`) or read at the last state (`--readout last`)."""
     from ..errors import ConfigError
 
+    common = {"cell": name, "hidden": (cfg.hidden or [128])[0], "layers": cfg.layers or 1,
+              "bidirectional": cfg.bidirectional, "dropout": cfg.dropout, "readout": cfg.readout}
+    if spec["kind"] == "sequence":
+        return RecurrentNet(out_dim, in_features=spec["channels"], **common)
     if spec["kind"] != "text":
         raise ConfigError(f"model {name!r} reads text here, but the data is {spec['kind']} data; "
                           "use --model mlp, or give a text column.")
-    return RecurrentNet(out_dim, cell=name, vocab_size=spec["vocab_size"], embed_dim=cfg.d_model or 128,
-                        hidden=(cfg.hidden or [128])[0], layers=cfg.layers or 1, bidirectional=cfg.bidirectional,
-                        dropout=cfg.dropout, readout=cfg.readout, pad_id=spec.get("pad_id", 0))
+    return RecurrentNet(out_dim, vocab_size=spec["vocab_size"], embed_dim=cfg.d_model or 128,
+                        pad_id=spec.get("pad_id", 0), **common)

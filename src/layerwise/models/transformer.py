@@ -227,7 +227,8 @@ class GPT(nn.Module):
 
 
 def build_transformer(name: str, spec: dict, out_dim: int, cfg) -> nn.Module:
-    """`--model transformer` (an encoder over a text column) or `--model gpt` (a language model of a corpus)."""
+    """`--model transformer` (an encoder over a text column or float sequences) or `--model gpt` (a language
+    model of a corpus)."""
     from ..errors import ConfigError
 
     d_model, heads = cfg.d_model or 128, cfg.heads or 4
@@ -239,6 +240,9 @@ def build_transformer(name: str, spec: dict, out_dim: int, cfg) -> nn.Module:
                               f"generate; the data here is {spec['kind']} data.")
         return GPT(spec["vocab_size"], block_size=spec["block_size"], d_model=d_model, heads=heads,
                    layers=cfg.layers or 4, dropout=cfg.dropout)
+    if spec["kind"] == "sequence":
+        return TransformerEncoder(out_dim, in_features=spec["channels"], max_len=spec["shape"][0], d_model=d_model,
+                                  heads=heads, layers=cfg.layers or 2, dropout=cfg.dropout)
     if spec["kind"] != "text":
         hint = "use --model gpt" if spec["kind"] == "corpus" else "give a text column"
         raise ConfigError(f"model 'transformer' reads text here, but the data is {spec['kind']} data; {hint}.")
