@@ -1,8 +1,9 @@
 """GAN on MNIST, judged by a separately trained layerwise MNIST classifier.
 
 Trains the classifier (label smoothing off, so its confidence means something), then an unconditional and
-a conditional GAN with layerwise defaults, continuing each run (resume with more epochs; the GAN's
-learning rate is constant) to report the numbers after several epoch counts:
+a conditional GAN with layerwise defaults (the unconditional one is self-conditioned on 200 k-means
+clusters of the images; `--plain` adds the plain DCGAN, `--clusters 0`), continuing each run (resume with
+more epochs; the GAN's learning rate is constant) to report the numbers after several epoch counts:
   confident  share of 1,000 samples the classifier labels with probability >= 0.9   (bar: >= 90%)
   min class  the rarest predicted class among them                                   (bar: >= 5%)
   as asked   conditional GAN: share classified as the label it was asked for          (bar: >= 90%)
@@ -10,6 +11,7 @@ learning rate is constant) to report the numbers after several epoch counts:
 
     python benchmarks/gan.py --epochs 1,2,4,6                 # one process, or two side by side:
     python benchmarks/gan.py --only uncond & python benchmarks/gan.py --only cond; wait; python benchmarks/gan.py
+    python benchmarks/gan.py --plain --only plain              # the plain DCGAN, no self-conditioning
 """
 
 from __future__ import annotations
@@ -72,15 +74,18 @@ def train_classifier(out: Path, threads: int):
                     quiet=True, progress=False, seed=0)
 
 
-def train_gan(path: Path, conditional: bool, epochs: list[int], threads: int) -> None:
+KINDS = {"unconditional": {}, "conditional": {"conditional": True}, "plain": {"clusters": 0}}
+
+
+def train_gan(path: Path, settings: dict, epochs: list[int], threads: int, seed: int = 0) -> None:
     """Train to each epoch count in turn (resuming), keeping a copy of the weights at each."""
     for i, e in enumerate(epochs):
         snap = path / f"model-e{e}.safetensors"
         if snap.is_file():
             continue
         if i == 0:
-            run = lw.train(str(MNIST), model="gan", conditional=conditional, epochs=e, out=path, threads=threads,
-                           quiet=True, progress=False, seed=0)
+            run = lw.train(str(MNIST), model="gan", epochs=e, out=path, threads=threads, quiet=True,
+                           progress=False, seed=seed, **settings)
         else:
             run = lw.train(resume=path, epochs=e, quiet=True)
         shutil.copy(path / "model.safetensors", snap)
@@ -94,19 +99,24 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--epochs", default="1,2,4,6", help="epoch counts to report (the GAN is continued)")
     ap.add_argument("--out", default="runs/bench-gan")
-    ap.add_argument("--only", choices=("uncond", "cond"), default=None,
+    ap.add_argument("--only", choices=("uncond", "cond", "plain"), default=None,
                     help="train only one GAN (run two processes side by side, then once more to print the table)")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the GANs (the classifier keeps seed 0)")
+    ap.add_argument("--plain", action="store_true", help="also the plain unconditional DCGAN (--clusters 0)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     out, epochs = Path(args.out), [int(v) for v in args.epochs.split(",")]
-    kinds = [c for c in (False, True) if not args.only or args.only == ("cond" if c else "uncond")]
+    names = ["unconditional", "conditional"] + (["plain"] if args.plain or args.only == "plain" else [])
+    short = {"unconditional": "uncond", "conditional": "cond", "plain": "plain"}
+    kinds = [n for n in names if not args.only or args.only == short[n]]
+    folder = lambda name: name if args.seed == 0 else f"{name}-seed{args.seed}"
 
     t = time.perf_counter()
     clf = train_classifier(out, args.threads) if args.only is None else None
     if clf is not None:
         print(f"classifier trained/loaded in {time.perf_counter() - t:.0f} s", flush=True)
-    for c in kinds:
-        train_gan(out / ("conditional" if c else "unconditional"), c, epochs, args.threads)
+    for name in kinds:
+        train_gan(out / folder(name), KINDS[name], epochs, args.threads, args.seed)
     if args.only:
         return
     data = np.load(MNIST)
@@ -117,12 +127,12 @@ def main() -> None:
     real = classify(clf, data["x_train"][:1000])[1]
     print(f"FID of 1,000 real training images vs the test set: {fid(real, test_feats):.2f}")
     print(f"\n{'GAN':<14}{'epochs':>7}{'s/epoch':>9}{'confident':>11}{'min class':>11}{'as asked':>10}{'FID':>9}")
-    for c in kinds:
-        name = "conditional" if c else "unconditional"
-        gan = lw.Run.load(out / name)
+    for name in kinds:
+        c = name == "conditional"
+        gan = lw.Run.load(out / folder(name))
         for e in epochs:
             sec = np.mean([h["seconds"] for h in gan.history[:e]])
-            gan.model.load_state_dict(load_file(str(out / name / f"model-e{e}.safetensors")))
+            gan.model.load_state_dict(load_file(str(out / folder(name) / f"model-e{e}.safetensors")))
             r = judge(clf, gan, test_feats, c)
             asked = f"{r['as asked']:.3f}" if c else "-"
             print(f"{name:<14}{e:>7}{sec:>9.0f}{r['confident']:>11.3f}{r['min class']:>11.3f}{asked:>10}"

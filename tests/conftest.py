@@ -37,3 +37,9 @@ def crash_after_epoch(monkeypatch):
             monkeypatch.setattr(Checkpoint, "on_epoch_end", save)
 
     return crashing
+
+
+@pytest.fixture(autouse=True)
+def runs_in_tmp(monkeypatch, tmp_path_factory):
+    """Runs trained without --out land in a temporary folder, not in ./runs of the checkout."""
+    monkeypatch.setattr("layerwise.api.RUNS_ROOT", str(tmp_path_factory.getbasetemp() / "default-runs"))

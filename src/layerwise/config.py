@@ -76,6 +76,9 @@ SETTINGS: list[Setting] = [
     S("normal_class", str, None, "anomaly: the label of normal samples; only they are trained on",
       {"coerce_numbers_to_str": True}, optional=True),
     S("conditional", bool, False, "gan: condition generation on the class label (sample a chosen class)"),
+    S("clusters", int, None, "gan without --conditional: condition it on this many k-means clusters of the "
+      "training images, no labels used (self-conditioning; default: one per 100 images, at most 200; 0: off)",
+      {"ge": 0}, optional=True),
     S("moe", int, None, "mixture of experts: this many experts replace the dense hidden layers (mlp) or the "
       "feed-forward of transformer blocks", {"ge": 2}, optional=True),
     S("moe_top_k", int, 2, "experts each sample (token) is routed to", {"ge": 1}),

@@ -120,3 +120,22 @@ def test_ema_generator_is_the_running_average_and_the_one_that_samples():
     z = torch.randn(4, 16)
     assert torch.equal(gan(z), gan.generator_ema(z)) and not torch.equal(gan(z), gan.generator(z))
     assert not any(p is q for p in gan.generator_ema.parameters() for q in gan.generator.parameters())
+
+
+def test_self_conditioned_gan_draws_clusters_from_its_prior():
+    from layerwise.models.gan import GAN
+
+    gan = GAN((1, 28, 28), z_dim=16, width=8, clusters=3).eval()
+    assert gan.n_classes == 0 and gan.generator.n_classes == 3 and gan.discriminator.n_classes == 3
+    assert torch.allclose(gan.cluster_prior, torch.full((3,), 1 / 3))  # a buffer: saved with the weights
+    assert "cluster_prior" in gan.state_dict()
+    gan.cluster_prior.copy_(torch.tensor([0.0, 1.0, 0.0]))
+    assert gan.draw_clusters(50).tolist() == [1] * 50
+    g, g2 = torch.Generator().manual_seed(0), torch.Generator().manual_seed(0)
+    torch.multinomial(gan.cluster_prior, 5, replacement=True, generator=g2)  # the draw of the cluster ids
+    assert torch.equal(gan.sample(5, generator=g), gan.sampler.sample(5, torch.ones(5, dtype=torch.long), g2))
+    z = torch.randn(5, 16)
+    assert torch.equal(gan(z), gan.sampler(z, torch.ones(5, dtype=torch.long)))  # calling it draws clusters too
+    assert GAN((1, 28, 28), width=8).draw_clusters(4) is None
+    with pytest.raises(ValueError, match="classes or on clusters, not both"):
+        GAN((1, 28, 28), n_classes=10, clusters=10)

@@ -105,10 +105,11 @@ def test_uint8_images_sample_as_uint8(tmp_path):
     assert s.shape == (5, 16, 16, 1) and s.dtype == np.uint8
 
 
-def test_resume_equals_uninterrupted_with_both_players_optimizer_state(tmp_path, crash_after_epoch):
+@pytest.mark.parametrize("conditional", [True, False])  # False: self-conditioned on k-means clusters
+def test_resume_equals_uninterrupted_with_both_players_optimizer_state(tmp_path, crash_after_epoch, conditional):
     from layerwise.fit.state import load_state
 
-    settings = dict(model="gan", conditional=True, epochs=3, tensorboard=False, **FAST)
+    settings = dict(model="gan", conditional=conditional, epochs=3, tensorboard=False, **FAST)
     full = lw.train("digits", out=tmp_path / "full", **settings)
     with crash_after_epoch(1):
         lw.train("digits", out=tmp_path / "part", **settings)
@@ -214,6 +215,45 @@ def test_label_on_unconditional_gan(tmp_path):
         run.sample(4, label=3)
     code, err = cli("sample", str(tmp_path / "g"), "--label", "3", "--out", str(tmp_path / "x.png"))
     assert code == 2 and "unconditional" in err and not (tmp_path / "x.png").exists()
+
+
+def test_unconditional_gan_is_self_conditioned_on_image_clusters(tmp_path):
+    from sklearn.metrics import normalized_mutual_info_score
+
+    err = io.StringIO()
+    with redirect_stderr(err):
+        run = lw.train("digits", model="gan", epochs=1, out=tmp_path / "g", tensorboard=False,
+                       **{**FAST, "quiet": False})
+    k = 1797 // 100  # one cluster per 100 training images, at most 100
+    assert "self-conditioning: the GAN is conditioned on 17 k-means clusters" in err.getvalue()
+    assert run.config.clusters == k and run.task.clusters == k and run.model.clusters == k
+    # the clusters follow the digits (k-means on 8x8 digits: NMI well above chance), found without labels
+    from layerwise.tasks.gan import image_clusters
+
+    x = lw.load("digits").x
+    ids = image_clusters(run.pre.transform(x)[0], k, seed=0)
+    assert normalized_mutual_info_score(lw.load("digits").y, ids) > 0.6
+    prior = run.model.cluster_prior  # the share of the training images in each cluster
+    assert torch.allclose(prior, torch.from_numpy(np.bincount(ids, minlength=k) / len(ids)).float())
+    assert prior.min() > 0 and prior.max() > 1.5 / k
+    loaded = lw.Run.load(tmp_path / "g")
+    assert loaded.task.describe() == f"generate images (GAN, self-conditioned on {k} clusters of the images)"
+    assert np.array_equal(loaded.sample(16), run.sample(16)) and loaded.sample(16).shape == (16, 8, 8, 1)
+    assert cli("sample", str(tmp_path / "g"), "--n", "9", "--out", str(tmp_path / "s.npz"))[0] == 0
+    assert set(np.load(tmp_path / "s.npz")) == {"x"}  # cluster ids are not labels
+    plain = lw.train("digits", model="gan", clusters=0, epochs=1, out=tmp_path / "p", tensorboard=False, **FAST)
+    assert plain.model.clusters == 0 and "cluster_prior" not in plain.model.state_dict()
+    assert plain.task.describe() == "generate images (GAN)"
+
+
+@pytest.mark.parametrize(("settings", "message"), [
+    ({"conditional": True, "clusters": 10}, "drop one of them"),
+    ({"clusters": 5000}, "--clusters 5000 is more than the 1797 training images"),
+])
+def test_bad_cluster_settings(settings, message, tmp_path):
+    with pytest.raises(ConfigError, match=message):
+        lw.train("digits", model="gan", epochs=1, out=tmp_path / "g", **settings, **FAST)
+    assert not (tmp_path / "g").exists()
 
 
 def test_gan_on_a_table_is_refused(tmp_path):

@@ -53,7 +53,8 @@ def build_model(name: str, spec: dict, out_dim: int, cfg: Any):
 
         if spec["kind"] != "image":
             raise ConfigError(f"model 'gan' generates images but the data is a {spec['kind']}; give images.")
-        return GAN(spec["shape"], n_classes=out_dim, width=(cfg.channels or [32])[0])
+        return GAN(spec["shape"], n_classes=out_dim, width=(cfg.channels or [32])[0],
+                   clusters=0 if out_dim else (getattr(cfg, "clusters", None) or 0))
     if name in ("rnn", "lstm", "gru"):
         from .rnn import build_recurrent
 

@@ -3,6 +3,7 @@
 The generator projects z (plus a label embedding) to a small feature map and doubles it with stride-2
 transposed convolutions up to the image size; the discriminator mirrors it with stride-2 convolutions,
 spectral norm (Miyato et al. 2018) and, when conditional, a projection head (Miyato & Koyama 2018).
+An unconditional GAN is by default self-conditioned on k-means clusters of its training images (see GAN).
 Images are in [-1, 1]: scale [0, 1] pixels with `2 * x - 1` before training.
 """
 
@@ -131,24 +132,41 @@ class GAN(nn.Module):
     """Generator and discriminator as one module, so a run has one state dict; calling it generates.
 
     `width` is the generator's last hidden width (the discriminator's first); `n_classes` > 0 makes both
-    networks conditional on a class label. With `ema` > 0, `generator_ema` keeps an exponential moving
-    average of the generator's weights (Karras et al. 2018; Yazici et al. 2019), updated after every step
-    by `update_ema`: it is the generator that samples, and it makes cleaner images than the last weights.
+    networks conditional on a class label. `clusters` > 0 instead conditions them on cluster ids of the
+    training images (self-conditioning, Liu et al. 2020, "Diverse Image Generation via Self-Conditioned
+    GANs"): the GAN stays unconditional for its user, and sampling draws the cluster ids from
+    `cluster_prior`, the clusters' shares of the training images. With `ema` > 0, `generator_ema` keeps an
+    exponential moving average of the generator's weights (Karras et al. 2018; Yazici et al. 2019), updated
+    after every step by `update_ema`: it is the generator that samples, and it makes cleaner images than
+    the last weights.
     """
 
     def __init__(self, shape: Sequence[int], n_classes: int = 0, z_dim: int = 64, width: int = 32,
-                 spectral_norm: bool = True, ema: float = 0.999):
+                 spectral_norm: bool = True, ema: float = 0.999, clusters: int = 0):
         super().__init__()
-        self.generator = Generator(tuple(shape), z_dim, n_classes, width)
-        self.discriminator = Discriminator(shape, n_classes, width, spectral_norm)
-        self.n_classes, self.z_dim, self.ema = n_classes, z_dim, ema
+        if n_classes and clusters:
+            raise ValueError("a GAN is conditional on classes or on clusters, not both; pass one of them.")
+        k = n_classes or clusters
+        self.generator = Generator(tuple(shape), z_dim, k, width)
+        self.discriminator = Discriminator(shape, k, width, spectral_norm)
+        self.n_classes, self.clusters, self.z_dim, self.ema = n_classes, clusters, z_dim, ema
         self.generator_ema = copy.deepcopy(self.generator).requires_grad_(False) if ema else None
+        if clusters:
+            self.register_buffer("cluster_prior", torch.full((clusters,), 1.0 / clusters))
 
     @property
     def sampler(self) -> Generator:
         return self.generator_ema if self.generator_ema is not None else self.generator
 
+    def draw_clusters(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor | None:
+        """Cluster ids [n] drawn from `cluster_prior` (None for a GAN that is not self-conditioned)."""
+        if not self.clusters:
+            return None
+        return torch.multinomial(self.cluster_prior.float().cpu(), n, replacement=True, generator=generator)
+
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        if labels is None and self.clusters:
+            labels = self.draw_clusters(len(z)).to(z.device)
         return self.sampler(z, labels)
 
     @torch.no_grad()
@@ -166,7 +184,10 @@ class GAN(nn.Module):
     @torch.no_grad()
     def sample(self, n: int, labels: torch.Tensor | None = None, generator: torch.Generator | None = None,
                truncation: float | None = None) -> torch.Tensor:
-        """`n` images in [-1, 1] (labels cycling 0, 1, 2, ... when conditional and none are given)."""
+        """`n` images in [-1, 1] (labels cycling 0, 1, 2, ... when conditional and none are given; cluster ids
+        drawn from the prior when self-conditioned)."""
+        if labels is None and self.clusters:
+            labels = self.draw_clusters(n, generator)
         return self.sampler.sample(n, labels, generator, truncation)
 
 

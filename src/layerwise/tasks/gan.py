@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,8 @@ from ..errors import ConfigError, DataError, RunError
 
 DEFAULT_LR = 2e-4
 DEFAULT_WIDTH = 32
+MAX_CLUSTERS = 200  # self-conditioning: k-means clusters of the training images (fewer for small data)
+IMAGES_PER_CLUSTER = 100
 
 
 class GenerateImages:
@@ -26,8 +29,8 @@ class GenerateImages:
     name = "gan"
     monitor = ("g_loss", "min")
 
-    def __init__(self, conditional: bool = False, classes: list | None = None):
-        self.conditional, self.classes = conditional, classes
+    def __init__(self, conditional: bool = False, classes: list | None = None, clusters: int = 0):
+        self.conditional, self.classes, self.clusters = conditional, classes, clusters
 
     @property
     def out_dim(self) -> int:
@@ -71,15 +74,19 @@ class GenerateImages:
         return {"prediction": out}
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "conditional": self.conditional, "classes": self.classes}
+        return {"name": self.name, "conditional": self.conditional, "classes": self.classes,
+                "clusters": self.clusters}
 
     @classmethod
     def from_dict(cls, d: dict) -> GenerateImages:
-        return cls(d.get("conditional", False), d.get("classes"))
+        return cls(d.get("conditional", False), d.get("classes"), d.get("clusters", 0))
 
     def describe(self) -> str:
-        return f"generate images (GAN, conditional on {self.out_dim} classes)" if self.out_dim else \
-            "generate images (GAN)"
+        if self.out_dim:
+            return f"generate images (GAN, conditional on {self.out_dim} classes)"
+        if self.clusters:
+            return f"generate images (GAN, self-conditioned on {self.clusters} clusters of the images)"
+        return "generate images (GAN)"
 
     # ---- hooks the training entry point uses
     @classmethod
@@ -105,6 +112,9 @@ class GenerateImages:
                               "--image-size 28 or 32.") from None
         if cfg.conditional and data.y is None:
             raise DataError("--conditional needs class labels; give labelled images or drop --conditional.")
+        if cfg.conditional and cfg.clusters:
+            raise ConfigError("--clusters conditions an unconditional GAN on clusters of its images, and "
+                              "--conditional on the labels; drop one of them.")
         task = cls(conditional=cfg.conditional)
         y = task.fit(data.y)
         if x.dtype == np.uint8:
@@ -117,7 +127,22 @@ class GenerateImages:
         if data.test is not None and not quiet:
             print(f"note: the GAN trains on the {len(x)} training images; the {len(data.test)} test images "
                   "are not used.", file=sys.stderr)
-        return Prepared(pre, task, Split(pre.transform(x), y, np.arange(len(x))), None, None)
+        inputs = pre.transform(x)
+        if not cfg.conditional:
+            k = min(MAX_CLUSTERS, len(x) // IMAGES_PER_CLUSTER) if cfg.clusters is None else cfg.clusters
+            k = cfg.clusters = k if k >= 2 else 0
+            if k > len(x):
+                raise ConfigError(f"--clusters {k} is more than the {len(x)} training images; give fewer "
+                                  "(about one per 100 images), or 0 for a plain GAN.")
+            if k:
+                t = time.perf_counter()
+                y = image_clusters(inputs[0], k, cfg.seed)
+                task.clusters = k
+                if not quiet:
+                    print(f"self-conditioning: the GAN is conditioned on {k} k-means clusters of the training "
+                          f"images, no labels used ({time.perf_counter() - t:.0f} s; --clusters 0 turns it off)",
+                          file=sys.stderr)
+        return Prepared(pre, task, Split(inputs, y, np.arange(len(x))), None, None)
 
     def make_optimizer(self, model, cfg):
         """Adam(beta1 = 0.5) with one parameter group per player (DCGAN settings)."""
@@ -135,7 +160,7 @@ class GenerateImages:
         from ..models.gan import gan_step
 
         gan = loop.model
-        labels = loop.y if self.out_dim else None
+        labels = loop.y if self.out_dim or self.clusters else None
         loop.gan_stats = gan_step(gan.generator, gan.discriminator, loop.optimizer, loop.optimizer,
                                   loop.inputs[0], labels, bf16=loop.bf16)
         gan.update_ema(loop.step)
@@ -143,6 +168,21 @@ class GenerateImages:
 
     def callbacks(self, cfg, run_dir: Path) -> list:
         return [GanMonitor(Path(run_dir), cfg.seed, self.out_dim)]
+
+
+def image_clusters(x: np.ndarray, k: int, seed: int = 0, fit_on: int = 20_000) -> np.ndarray:
+    """k-means cluster ids [N] of images [N, C, H, W]: PCA to 50 dimensions, then k-means (scikit-learn),
+    both fitted on at most `fit_on` of the images."""
+    from sklearn.cluster import KMeans
+    from sklearn.decomposition import PCA
+
+    flat = x.reshape(len(x), -1)
+    rng = np.random.default_rng(seed)
+    sub = flat[np.sort(rng.choice(len(flat), fit_on, replace=False))] if len(flat) > fit_on else flat
+    pca = PCA(min(50, *sub.shape), random_state=seed).fit(sub)
+    km = KMeans(k, n_init=3, random_state=seed).fit(pca.transform(sub))
+    return np.concatenate([km.predict(pca.transform(flat[i:i + 10_000]))
+                           for i in range(0, len(flat), 10_000)]).astype(np.int64)
 
 
 def _key(v) -> str:
@@ -171,6 +211,11 @@ class GanMonitor:
         n = max(self.n_grid, self.n_diversity)
         self.z = torch.randn(n, loop.model.z_dim, generator=g)
         self.labels = torch.arange(n) % self.n_classes if self.n_classes else None
+        self.z_labels = self.labels
+        if getattr(loop.model, "clusters", 0):  # self-conditioned: clusters drawn as often as they hold images
+            counts = torch.bincount(loop.train_y.cpu(), minlength=loop.model.clusters).float()
+            loop.model.cluster_prior.copy_(counts / counts.sum())
+            self.z_labels = loop.model.draw_clusters(n, g)
 
     def on_batch_end(self, loop) -> None:
         for k in self.KEYS:
@@ -189,7 +234,7 @@ class GanMonitor:
         was_training = model.training
         model.eval()
         with torch.no_grad():
-            labels = None if self.labels is None else self.labels.to(loop.device)
+            labels = None if self.z_labels is None else self.z_labels.to(loop.device)
             images = model(self.z.to(loop.device), labels).float().cpu()
         model.train(was_training)
         if self.labels is None:
