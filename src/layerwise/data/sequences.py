@@ -229,11 +229,8 @@ class SequencePre:
             if len(values) < self.length:
                 raise DataError(f"the table has {len(values)} rows but the model reads windows of {self.length} "
                                 "(its lookback); give a longer series.")
-            from numpy.lib.stride_tricks import sliding_window_view
-
-            w = sliding_window_view(values, self.length, axis=0).transpose(0, 2, 1)
             ends = np.arange(self.length - 1, len(values))
-            d = Data("sequence", np.ascontiguousarray(w), None)
+            d = Data("sequence", _windows(values, self.length, ends), None)
             d.ids = (self.time_col or "row", list(times.iloc[ends].astype(str)) if times is not None
                      else ends.tolist())
             return d
@@ -252,9 +249,7 @@ class SequencePre:
                                                    self.columns, self.time_col)
             return Data("sequence", seqs, labels, d.target)
         windows = self._from_table(d.x)  # rows in time order, as _series_values sorts them
-        order = np.argsort(pd.to_datetime(d.x[self.time_col], errors="coerce").to_numpy(), kind="stable") \
-            if self.time_col in d.x.columns else np.arange(len(d.x))
-        labels = np.asarray(d.y)[order][self.length - 1:]
+        labels = np.asarray(d.y)[_time_order(d.x, self.time_col)][self.length - 1:]
         keep = ~pd.isna(pd.Series(labels)).to_numpy()
         return Data("sequence", windows.x[keep], labels[keep], d.target)
 
@@ -288,12 +283,36 @@ def _series_values(df: pd.DataFrame, columns: list[str], time_col: str | None) -
     return times, values
 
 
+def _time_order(df: pd.DataFrame, time_col: str | None) -> np.ndarray:
+    """Row positions in time order (stable; the table's order when there is no time column)."""
+    if time_col is None or time_col not in df.columns:
+        return np.arange(len(df))
+    return np.argsort(pd.to_datetime(df[time_col], errors="coerce").to_numpy(), kind="stable")
+
+
+def _windows(values: np.ndarray, length: int, ends: np.ndarray) -> np.ndarray:
+    """The windows [len(ends), length, C] of a series [T, C] that end at the rows `ends`."""
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    return np.ascontiguousarray(sliding_window_view(values, length, axis=0).transpose(0, 2, 1)[ends - length + 1])
+
+
 # ---- preparing a run's data
+
+
+def _make_task(cfg: Any, y: np.ndarray, quiet: bool):
+    """The task from --task, or inferred from the targets (said in one line and written to cfg.task)."""
+    from ..tasks import infer_task, make_task
+
+    if cfg.task is None:
+        cfg.task, why = infer_task(y)
+        say(f"task: {cfg.task} ({why}; set --task to change)", quiet)
+    return make_task(cfg.task, loss=cfg.loss, **({"label_smoothing": cfg.label_smoothing or 0.0}
+                                                 if cfg.task == "classify" else {}))
 
 
 def prepare_sequences(cfg: Any, d: Data, quiet: bool = False):
     """Split sequence data, fit the task's labels and the channel statistics on the training part."""
-    from ..tasks import infer_task, make_task
     from .prepare import prepare
     from .sources import load
 
@@ -336,13 +355,7 @@ def prepare_sequences(cfg: Any, d: Data, quiet: bool = False):
 
     if seq_data.y is None:
         raise DataError("the data has no targets; give the label column with --target.")
-    task_name = cfg.task
-    if task_name is None:
-        task_name, why = infer_task(seq_data.y)
-        say(f"task: {task_name} ({why}; set --task to change)", quiet)
-        cfg.task = task_name
-    task = make_task(task_name, loss=cfg.loss, **({"label_smoothing": cfg.label_smoothing or 0.0}
-                                                  if task_name == "classify" else {}))
+    task = _make_task(cfg, seq_data.y, quiet)
     val = convert(load(cfg.validation, target=cfg.target)) if cfg.validation else None
     test = convert(load(cfg.test, target=cfg.target)) if cfg.test else convert(seq_data.test)
     length = cfg.lookback
@@ -357,7 +370,6 @@ def prepare_sequences(cfg: Any, d: Data, quiet: bool = False):
 
 def _prepare_windows(cfg: Any, d: Data, quiet: bool):
     """One long series with a label per row: windows of `lookback` rows in a chronological split."""
-    from ..tasks import infer_task, make_task
     from .prepare import Prepared, Split
     from .timeseries import chronological_split
 
@@ -366,19 +378,11 @@ def _prepare_windows(cfg: Any, d: Data, quiet: bool):
     time_col = _time_column(d.x, [])
     columns = _value_columns(d.x, [time_col] if time_col else [])
     _, values = _series_values(d.x, columns, time_col)
-    order = np.argsort(pd.to_datetime(d.x[time_col], errors="coerce").to_numpy(), kind="stable") if time_col \
-        else np.arange(len(values))
-    y_raw = np.asarray(d.y)[order]
+    y_raw = np.asarray(d.y)[_time_order(d.x, time_col)]
     keep = ~pd.isna(pd.Series(y_raw)).to_numpy()
     lookback, n = cfg.lookback, len(values)
     stride = cfg.stride = cfg.stride or max(1, lookback // 4)
-    task_name = cfg.task
-    if task_name is None:
-        task_name, why = infer_task(y_raw[keep])
-        say(f"task: {task_name} ({why}; set --task to change)", quiet)
-        cfg.task = task_name
-    task = make_task(task_name, loss=cfg.loss, **({"label_smoothing": cfg.label_smoothing or 0.0}
-                                                  if task_name == "classify" else {}))
+    task = _make_task(cfg, y_raw[keep], quiet)
     try:
         parts = chronological_split(n, cfg.val_fraction, cfg.test_fraction)
     except ValueError as e:
@@ -395,8 +399,7 @@ def _prepare_windows(cfg: Any, d: Data, quiet: bool):
         ends = ends[keep[ends]]
         if len(ends) == 0:
             return None
-        x = np.stack([values[e - lookback + 1:e + 1] for e in ends])
-        return Split(pre.transform(x), task.encode(y_raw[ends]), ends)
+        return Split(pre.transform(_windows(values, lookback, ends)), task.encode(y_raw[ends]), ends)
 
     train, val, test = (windows(a, b, stride if i == 0 else 1) for i, (a, b) in enumerate(parts))
     if train is None:
