@@ -12,6 +12,7 @@ more epochs; the GAN's learning rate is constant) to report the numbers after se
     python benchmarks/gan.py --epochs 1,2,4,6                 # one process, or two side by side:
     python benchmarks/gan.py --only uncond & python benchmarks/gan.py --only cond; wait; python benchmarks/gan.py
     python benchmarks/gan.py --plain --only plain              # the plain DCGAN, no self-conditioning
+    python benchmarks/gan.py --only uncond --seed 1            # another seed (a table once the judge exists)
 """
 
 from __future__ import annotations
@@ -112,12 +113,13 @@ def main() -> None:
     folder = lambda name: name if args.seed == 0 else f"{name}-seed{args.seed}"
 
     t = time.perf_counter()
-    clf = train_classifier(out, args.threads) if args.only is None else None
+    have_judge = (out / "classifier" / "model.safetensors").is_file()  # --only: print a table once it exists
+    clf = train_classifier(out, args.threads) if args.only is None or have_judge else None
     if clf is not None:
         print(f"classifier trained/loaded in {time.perf_counter() - t:.0f} s", flush=True)
     for name in kinds:
         train_gan(out / folder(name), KINDS[name], epochs, args.threads, args.seed)
-    if args.only:
+    if clf is None:
         return
     data = np.load(MNIST)
     test_probs, test_feats = classify(clf, data["x_test"])

@@ -264,3 +264,19 @@ def test_gan_on_a_table_is_refused(tmp_path):
         lw.train("digits", model="gan", task="classify", out=tmp_path / "r", **FAST)
     assert not (tmp_path / "r").exists()
     assert Path(tmp_path).is_dir()
+
+
+# ---- the bar on real data (slow: a judge CNN and a GAN on all 60,000 MNIST images, about 6 minutes on 2 cores)
+@pytest.mark.slow
+def test_mnist_unconditional_gan_samples_are_confident_digits_of_every_class(shared_data, tmp_path):
+    """With the defaults (self-conditioned on k-means clusters, 10 epochs), >= 90% of 1,000 samples are digits
+    that a separately trained CNN classifies with probability >= 0.9, and every digit is >= 5% of them."""
+    mnist = str(shared_data / "mnist.npz")
+    judge = lw.train(mnist, model="cnn", epochs=2, label_smoothing=0.0, out=tmp_path / "judge", **FAST)
+    gan = lw.train(mnist, model="gan", out=tmp_path / "gan", tensorboard=False, **FAST)
+    assert gan.config.clusters == 200 and gan.config.epochs == 10
+    probs = judge.predict(gan.sample(1000, seed=1))["probabilities"]
+    confident = (probs.max(1) >= 0.9).mean()
+    shares = np.bincount(probs.argmax(1), minlength=10) / len(probs)
+    assert confident >= 0.90, confident
+    assert shares.min() >= 0.05, shares
