@@ -1,6 +1,7 @@
 import contextlib
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
@@ -43,3 +44,32 @@ def crash_after_epoch(monkeypatch):
 def runs_in_tmp(monkeypatch, tmp_path_factory):
     """Runs trained without --out land in a temporary folder, not in ./runs of the checkout."""
     monkeypatch.setattr("layerwise.api.RUNS_ROOT", str(tmp_path_factory.getbasetemp() / "default-runs"))
+
+
+@pytest.fixture
+def one_thread():
+    """Two intra-op threads on a busy 2-core machine spin-wait; small models run on one."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture
+def real_digits():
+    """`real_digits(n)`: `n` real digit images [n, 1, H, W] in [0, 1], MNIST when present, else scikit-learn's
+    8x8 digits."""
+    import torch
+
+    def load(n: int):
+        if (SHARED / "mnist.npz").is_file():
+            x = np.load(SHARED / "mnist.npz")["x_train"][:n].astype(np.float32) / 255
+        else:
+            from sklearn.datasets import load_digits
+
+            x = load_digits().images[:n].astype(np.float32) / 16
+        return torch.from_numpy(x)[:, None]
+
+    return load

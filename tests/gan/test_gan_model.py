@@ -1,6 +1,5 @@
 """DCGAN building blocks: shapes, conditioning, the two-player step, diversity, warnings, grids."""
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,19 +16,7 @@ from layerwise.models.gan import (
     save_grid,
 )
 
-MNIST = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "mnist.npz"
 SHAPES = [(1, 28, 28), (3, 32, 32)]
-
-
-def digits(n: int) -> torch.Tensor:
-    """`n` real digit images [n, 1, H, W] in [0, 1]: MNIST when present, else scikit-learn's 8x8 digits."""
-    if MNIST.is_file():
-        x = np.load(MNIST)["x_train"][:n].astype(np.float32) / 255
-    else:
-        from sklearn.datasets import load_digits
-        x = load_digits().images[:n].astype(np.float32) / 16
-    return torch.from_numpy(x)[:, None]
-
 
 def test_conditional_generator_output_depends_on_label():
     torch.manual_seed(0)
@@ -71,8 +58,8 @@ def test_gan_step_bf16_is_finite():
     assert all(np.isfinite(v) for v in out.values())
 
 
-def test_sample_diversity_separates_varied_from_collapsed():
-    real = digits(64) * 2 - 1
+def test_sample_diversity_separates_varied_from_collapsed(real_digits):
+    real = real_digits(64) * 2 - 1
     collapsed = real[:1].repeat(64, 1, 1, 1) + 0.01 * torch.randn(64, *real.shape[1:])
     assert sample_diversity(real) > 0.3
     assert sample_diversity(collapsed) < 0.05

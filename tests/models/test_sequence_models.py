@@ -14,13 +14,7 @@ from layerwise.models.transformer import GPT, TransformerEncoder
 VOCAB = 50
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Two intra-op threads on a busy 2-core machine spin-wait; these small models run on one."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 def padded_batch(lengths: list[int], extra: int = 0, seed: int = 0) -> torch.Tensor:

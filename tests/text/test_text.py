@@ -23,13 +23,7 @@ BAD = ["dull", "awful", "boring", "clumsy", "tedious", "lifeless"]
 FILL = ["the", "film", "was", "a", "story", "of", "plot", "actors", "really", "quite", "and", "this"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Two intra-op threads on a busy 2-core machine spin-wait; tests run on one."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 def reviews(n: int = 240, seed: int = 0) -> pd.DataFrame:

@@ -1,6 +1,5 @@
 """Autoencoder models: shapes, the VAE's packed output, sampling, scores, and learning on real digits."""
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,20 +7,7 @@ import torch
 
 from layerwise.models.autoencoder import VAE, ConvAutoencoder, DenseAutoencoder, flatten_inputs
 
-MNIST = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "mnist.npz"
 SHAPES = [(1, 28, 28), (3, 32, 32)]
-
-
-def digits(n: int) -> torch.Tensor:
-    """`n` real digit images [n, 1, H, W] in [0, 1]: MNIST when present, else scikit-learn's 8x8 digits."""
-    if MNIST.is_file():
-        x = np.load(MNIST)["x_train"][:n].astype(np.float32) / 255
-    else:
-        from sklearn.datasets import load_digits
-
-        x = load_digits().images[:n].astype(np.float32) / 16
-    return torch.from_numpy(x)[:, None]
-
 
 @pytest.mark.parametrize("shape", SHAPES)
 def test_autoencoder_shapes(shape):
@@ -75,9 +61,9 @@ def test_vae_training_mode_samples_z():
 
 
 @pytest.mark.parametrize("likelihood", ["mse", "bce"])
-def test_vae_learns_digits_and_scores_noise_as_anomalous(likelihood):
+def test_vae_learns_digits_and_scores_noise_as_anomalous(likelihood, real_digits):
     torch.manual_seed(0)
-    x = digits(256)
+    x = real_digits(256)
     vae = VAE(tuple(x.shape[1:]), latent=8, hidden=(256, 128), likelihood=likelihood)
     opt = torch.optim.Adam(vae.parameters(), lr=2e-3)
     losses = []
