@@ -271,3 +271,14 @@ def test_moe_mlp_on_adult_matches_dense_with_every_expert_used(shared_data, tmp_
                    model="mlp", moe=8, moe_top_k=2, hidden=[64, 64], epochs=4, out=tmp_path / "moe", **QUICK)
     assert run.info["test_metrics"]["accuracy"] >= 0.85  # the dense MLP's bar on Adult
     assert run.history[-1]["experts_min"] >= 0.05
+
+
+# ---- the bar on real data (slow: about 2 minutes on one core)
+@pytest.mark.slow
+def test_fixmatch_with_100_mnist_labels_reaches_093(shared_data, tmp_path):
+    """10 labels per class and the rest of MNIST unlabelled: >= 0.93 test accuracy after 2 epochs."""
+    run = lw.train(str(shared_data / "mnist.npz"), labels_per_class=10, semi_supervised=True, batch_size=64,
+                   unlabelled_ratio=3, epochs=2, out=tmp_path / "fm", threads=1, quiet=True, progress=False,
+                   tensorboard=False, seed=0)
+    assert run.history[-1]["unlabelled_used"] > 0.5  # most unlabelled images passed the confidence threshold
+    assert run.info["test_metrics"]["accuracy"] >= 0.93
