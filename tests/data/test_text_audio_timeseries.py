@@ -46,6 +46,19 @@ def test_tokenizer_round_trip_and_json(kind):
     np.testing.assert_array_equal(back.encode_batch(TEXTS, 64), tok.encode_batch(TEXTS, 64))
 
 
+@pytest.mark.parametrize("kind", ["wordpiece", "bpe"])
+def test_the_same_texts_train_the_same_tokenizer(kind):
+    """Many frequency ties: the WordPiece trainer used to keep one of several vocabularies at random
+    (huggingface/tokenizers#1794), so a run could not be repeated exactly."""
+    rng = np.random.default_rng(0)
+    words = ["".join(rng.choice(list("abcdefghij"), rng.integers(2, 8))) for _ in range(300)]
+    texts = [" ".join(rng.choice(words, 8)) for _ in range(200)]
+    first = TextTokenizer.train(texts, kind=kind, vocab_size=120)
+    for _ in range(5):
+        assert TextTokenizer.train(texts, kind=kind, vocab_size=120).to_json() == first.to_json()
+    assert first.decode(first.encode_batch(texts[:1], 32)[0]) == texts[0]
+
+
 def test_truncation_warns_once_with_count():
     tok = TextTokenizer.train(TEXTS, kind="char")
     with warnings.catch_warnings(record=True) as w:

@@ -36,28 +36,36 @@ def suggest_max_len(lengths: list[int] | np.ndarray, cap: int = 512) -> int:
 
 
 def _hf_tokenizer(kind: str, texts: list[str], vocab_size: int) -> Any:
-    """Train a Hugging Face tokenizer with [PAD] as id 0 and [UNK] as id 1."""
+    """Train a Hugging Face tokenizer with [PAD] as id 0 and [UNK] as id 1; the same texts give the same
+    tokenizer every time."""
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
     special = [PAD, UNK]
+    normalizer = normalizers.NFKC()
     if kind == "wordpiece":
+        # The WordPiece trainer (BPE with "##" continuations) numbers the "##c" pieces in hash-map order, and
+        # merge ties follow those numbers, so two trainings on the same texts could keep different vocabularies
+        # (huggingface/tokenizers#1794). Giving every "##c" up front as a special token fixes their numbers.
+        chars = sorted({n for c in set().union(*map(set, texts)) for n in normalizer.normalize_str(c)
+                        if not n.isspace()})
+        trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=special + [f"##{c}" for c in chars],
+                                            show_progress=False)
         tok = Tokenizer(models.WordPiece(unk_token=UNK))
         tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-        tok.decoder = decoders.WordPiece()
-        trainer = trainers.WordPieceTrainer(
-            vocab_size=vocab_size, special_tokens=special, show_progress=False
-        )
     else:
         tok = Tokenizer(models.BPE(unk_token=UNK))
         tok.pre_tokenizer = pre_tokenizers.Metaspace()
         tok.decoder = decoders.Metaspace()
         trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=special, show_progress=False)
-    tok.normalizer = normalizers.NFKC()
+    tok.normalizer = normalizer
     tok.train_from_iterator(texts, trainer=trainer)
-    if kind == "wordpiece":  # the trainer breaks frequency ties in hash order: renumber so ids are reproducible
+    if kind == "wordpiece":  # a fresh tokenizer whose only added tokens are [PAD] and [UNK], ids in text order
         vocab = tok.get_vocab()
         order = special + sorted(t for t in vocab if t not in special)
-        tok.model = models.WordPiece(vocab={t: i for i, t in enumerate(order)}, unk_token=UNK)
+        tok = Tokenizer(models.WordPiece(vocab={t: i for i, t in enumerate(order)}, unk_token=UNK))
+        tok.normalizer, tok.pre_tokenizer = normalizer, pre_tokenizers.BertPreTokenizer()
+        tok.decoder = decoders.WordPiece()
+        tok.add_special_tokens(special)
     return tok
 
 
