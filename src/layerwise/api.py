@@ -151,6 +151,22 @@ def cpu_has_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+SCHEMA_PARTS = {"input": "the preprocessing (tokenizer, scaling, shapes)", "task": "the targets (classes)"}
+
+
+def check_same_data(run, schema_path: Path) -> None:
+    """Resume only on data that gives the run's preprocessing and classes again: other data would feed the
+    saved weights inputs (token ids, scaled values, class indices) they were not trained on."""
+    from .run import _jsonable
+
+    saved = json.loads(schema_path.read_text())
+    now = json.loads(json.dumps(run.schema(), default=_jsonable))
+    changed = [what for part, what in SCHEMA_PARTS.items() if now[part] != saved.get(part)]
+    if changed:
+        raise RunError(f"the data differs from the data this run was trained on ({' and '.join(changed)} changed); "
+                       "resume with the same data, or start a new run on the new data.")
+
+
 def train(data: Any = None, *, resume: str | Path | None = None, config: str | None = None,
           quiet: bool = False, callbacks: Any = (), **settings: Any):
     """Train a model on `data` and return its Run.
@@ -234,6 +250,8 @@ def train(data: Any = None, *, resume: str | Path | None = None, config: str | N
             "data": cfg.data, "precision": "bf16" if bf16 else "fp32", "status": "running",
             "created": info.get("created", time.strftime("%Y-%m-%d %H:%M:%S"))}
     run = Run(run_dir, cfg, prepared.pre, task, model, info)
+    if resume is not None:
+        check_same_data(run, run_dir / FILES["schema"])
     (run_dir / FILES["config"]).write_text(dump_yaml(cfg))
     write_json(run_dir / FILES["schema"], run.schema())
     write_json(run_dir / FILES["info"], info)

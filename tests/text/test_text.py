@@ -193,3 +193,28 @@ def test_bpe_language_model_and_char_classifier(tmp_path):
         warnings.simplefilter("error")  # no truncation warning: max_len covers every training text
         clf = lw.train(reviews(), target="sentiment", tokenizer="char", epochs=1, out=tmp_path / "c", **FAST)
     assert clf.pre.tokenizer.kind == "char"
+
+
+def test_resume_retrains_the_same_tokenizer_and_refuses_other_data(tmp_path, crash_after_epoch):
+    """A resumed text run refits its tokenizer on the recorded data: it must be the same one (then the resumed
+    run equals an uninterrupted one); data that gives another tokenizer is refused before anything is written."""
+    data = tmp_path / "reviews.csv"
+    reviews().to_csv(data, index=False)
+    settings = dict(target="sentiment", model="gru", epochs=3, seed=0, **FAST)
+    full = lw.train(str(data), out=tmp_path / "full", **settings)
+    with crash_after_epoch(1):
+        lw.train(str(data), out=tmp_path / "part", **settings)
+    before = {p.name: p.read_bytes() for p in (tmp_path / "part").iterdir() if p.is_file()}
+    other = tmp_path / "other.csv"
+    pd.concat([reviews(), pd.DataFrame({"text": ["an extraordinary unforgettable masterpiece"] * 30,
+                                        "sentiment": ["positive"] * 30})]).to_csv(other, index=False)
+    with pytest.raises(RunError, match=r"the data differs from the data this run was trained on \(the preprocessing "
+                                       r"\(tokenizer, scaling, shapes\) changed\); resume with the same data"):
+        lw.train(str(other), resume=tmp_path / "part", quiet=True)
+    relabelled = reviews().assign(sentiment=lambda d: d.sentiment.where(d.index > 0, "neutral"))  # a new class
+    relabelled.to_csv(other, index=False)
+    with pytest.raises(RunError, match=r"\(the targets \(classes\) changed\)"):
+        lw.train(str(other), resume=tmp_path / "part", quiet=True)
+    assert {p.name: p.read_bytes() for p in (tmp_path / "part").iterdir() if p.is_file()} == before
+    resumed = lw.train(resume=tmp_path / "part", quiet=True)
+    assert [h["train_loss"] for h in resumed.history] == [h["train_loss"] for h in full.history]
