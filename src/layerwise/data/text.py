@@ -42,6 +42,13 @@ def _hf_tokenizer(kind: str, texts: list[str], vocab_size: int) -> Any:
 
     special = [PAD, UNK]
     normalizer = normalizers.NFKC()
+
+    def wordpiece(vocab: dict[str, int] | None = None) -> Any:
+        tok = Tokenizer(models.WordPiece(vocab, unk_token=UNK))
+        tok.normalizer, tok.pre_tokenizer, tok.decoder = normalizer, pre_tokenizers.BertPreTokenizer(), \
+            decoders.WordPiece()
+        return tok
+
     if kind == "wordpiece":
         # The WordPiece trainer (BPE with "##" continuations) numbers the "##c" pieces in hash-map order, and
         # merge ties follow those numbers, so two trainings on the same texts could keep different vocabularies
@@ -50,21 +57,16 @@ def _hf_tokenizer(kind: str, texts: list[str], vocab_size: int) -> Any:
                         if not n.isspace()})
         trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=special + [f"##{c}" for c in chars],
                                             show_progress=False)
-        tok = Tokenizer(models.WordPiece(unk_token=UNK))
-        tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+        tok = wordpiece()
     else:
         tok = Tokenizer(models.BPE(unk_token=UNK))
-        tok.pre_tokenizer = pre_tokenizers.Metaspace()
-        tok.decoder = decoders.Metaspace()
+        tok.normalizer, tok.pre_tokenizer, tok.decoder = normalizer, pre_tokenizers.Metaspace(), decoders.Metaspace()
         trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=special, show_progress=False)
-    tok.normalizer = normalizer
     tok.train_from_iterator(texts, trainer=trainer)
     if kind == "wordpiece":  # a fresh tokenizer whose only added tokens are [PAD] and [UNK], ids in text order
         vocab = tok.get_vocab()
         order = special + sorted(t for t in vocab if t not in special)
-        tok = Tokenizer(models.WordPiece(vocab={t: i for i, t in enumerate(order)}, unk_token=UNK))
-        tok.normalizer, tok.pre_tokenizer = normalizer, pre_tokenizers.BertPreTokenizer()
-        tok.decoder = decoders.WordPiece()
+        tok = wordpiece({t: i for i, t in enumerate(order)})
         tok.add_special_tokens(special)
     return tok
 

@@ -54,7 +54,7 @@ def build_model(name: str, spec: dict, out_dim: int, cfg: Any):
         if spec["kind"] != "image":
             raise ConfigError(f"model 'gan' generates images but the data is a {spec['kind']}; give images.")
         return GAN(spec["shape"], n_classes=out_dim, width=(cfg.channels or [32])[0],
-                   clusters=0 if out_dim else (getattr(cfg, "clusters", None) or 0))
+                   clusters=0 if out_dim else (cfg.clusters or 0))
     if name in ("rnn", "lstm", "gru"):
         from .rnn import build_recurrent
 
@@ -90,7 +90,7 @@ def _sequence_model(name: str, spec: dict, out_dim: int, cfg: Any):
                      cfg.activation, cfg.dropout, cfg.batch_norm, steps)
     if spec.get("variable"):
         raise ConfigError("model 'mlp' needs sequences of one length, but these differ in length; use --model "
-                              "cnn or gru.")
+                          "cnn or gru.")
     return MLP(steps * c, out_dim, cfg.hidden or (256, 128), cfg.activation, cfg.dropout, cfg.batch_norm)
 
 
