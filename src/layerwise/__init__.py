@@ -10,7 +10,7 @@ from typing import Any
 __version__ = "0.1.0"
 __all__ = ["Config", "Data", "LayerwiseError", "Run", "load", "lr_find", "train"]
 
-_LAZY = {"load": "data", "Data": "data", "train": "api", "lr_find": "lrfind", "Run": "run", "Config": "config",
+_LAZY = {"load": "data", "Data": "data", "train": "api", "lr_find": "api", "Run": "run", "Config": "config",
          "LayerwiseError": "errors"}
 
 

@@ -230,11 +230,11 @@ def cmd_generate(args) -> int:
 
 
 def cmd_models(args) -> int:
-    from .config import MODELS
+    from .models import MODELS
     from .models.pretrained import listing
 
     print("architectures (--model NAME):")
-    print("  " + ", ".join(m for m in MODELS if m != "auto"))
+    print("  " + ", ".join(MODELS))
     print("pretrained backbones with a new head (--model pretrained:NAME; --freeze, --lr-decay, --unfreeze-every):")
     for row in listing():
         state = "installed" if row["installed"] else f"not installed: {row['install']}"
@@ -260,7 +260,7 @@ def cmd_runs(args) -> int:
 
 
 def cmd_lr_find(args) -> int:
-    from .lrfind import lr_find
+    from .api import lr_find
 
     lr_find(args.source, plot=args.plot, config=args.config, **_settings(args))
     return 0
@@ -268,9 +268,8 @@ def cmd_lr_find(args) -> int:
 
 def cmd_sample(args) -> int:
     from .run import Run
-    from .sample import save_samples
 
-    out = save_samples(Run.load(args.run), args.out, args.n, args.label, args.seed, args.truncation)
+    out = Run.load(args.run).save_samples(args.out, args.n, args.label, args.seed, args.truncation)
     print(f"wrote {args.n} samples to {out}", file=sys.stderr)
     return 0
 
@@ -282,10 +281,9 @@ COMMANDS["generate"] = cmd_generate
 COMMANDS["models"] = cmd_models
 
 def cmd_embed(args) -> int:
-    from .embed import embed
     from .run import Run
 
-    z = embed(Run.load(args.run), args.source, out=args.out, plot=args.plot, method=args.map,
+    z = Run.load(args.run).embed(args.source, out=args.out, plot=args.plot, method=args.map,
               target=args.target)["embeddings"]
     plot = f" and a {args.map} map to {args.plot}" if args.plot else ""
     print(f"wrote {z.shape[0]} embeddings of size {z.shape[1]} to {args.out}{plot}", file=sys.stderr)
@@ -293,10 +291,9 @@ def cmd_embed(args) -> int:
 
 
 def cmd_cluster(args) -> int:
-    from .embed import cluster
     from .run import Run
 
-    r = cluster(Run.load(args.run), args.source, args.k, seed=args.seed, out=args.out, target=args.target,
+    r = Run.load(args.run).cluster(args.source, args.k, seed=args.seed, out=args.out, target=args.target,
                 manifold=args.manifold, whiten=args.whiten)
     summary = {k: r[k] for k in ("k", "sizes", "nmi", "ari") if k in r}
     if args.json:
@@ -312,10 +309,9 @@ def cmd_cluster(args) -> int:
 
 
 def cmd_score(args) -> int:
-    from .embed import score
     from .run import Run
 
-    r = score(Run.load(args.run), args.source, out=args.out, target=args.target)
+    r = Run.load(args.run).score(args.source, out=args.out, target=args.target)
     s, flags = r["score"], r["flag"]
     metrics = {k: r[k] for k in ("auroc", "average_precision", "tpr", "fpr") if k in r}
     if args.json:

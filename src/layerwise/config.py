@@ -9,9 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, NamedTuple
 
-TASKS = ("classify", "regress", "generate", "reconstruct", "anomaly", "forecast")
-MODELS = ("auto", "mlp", "cnn", "resnet", "gan", "rnn", "lstm", "gru", "transformer", "gpt", "autoencoder",
-          "conv_autoencoder", "vae", "conv_vae", "dlinear", "crnn")
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 SCHEDULES = ("constant", "step", "cosine", "onecycle")
 ACTIVATIONS = ("relu", "leaky_relu", "gelu", "tanh", "sigmoid")
@@ -58,13 +55,14 @@ SETTINGS: list[Setting] = [
       "used 7; 3 gives more steps for the same compute)", {"ge": 1}),
     S("unlabelled_weight", float, 1.0, "semi-supervised: weight of the unlabelled loss", {"ge": 0}),
     # task
-    S("task", str, None, "what to learn (default: inferred from the target)", choices=TASKS, optional=True),
+    S("task", str, None, "what to learn: classify, regress, generate, reconstruct, anomaly, forecast (default: "
+      "inferred from the target)", optional=True),
     S("loss", str, None, "loss function (default: the task's)", choices=LOSSES, optional=True),
     S("label_smoothing", float, None, "classification label smoothing (default 0.1 for images, else 0)",
       {"ge": 0, "lt": 1}, optional=True),
     # model
     S("model", str, "auto", "architecture (default: cnn for images, mlp otherwise), or pretrained:NAME for a "
-      "pretrained backbone with a new head (list: `layerwise models`)", choices=MODELS),
+      "pretrained backbone with a new head (list: `layerwise models`)"),
     S("hidden", list, None, "dense hidden layer sizes, e.g. 256,128", optional=True),
     S("activation", str, "relu", "activation of hidden layers", choices=ACTIVATIONS),
     S("dropout", float, 0.1, "dropout probability in dense layers", {"ge": 0, "lt": 1}),
@@ -104,17 +102,18 @@ SETTINGS: list[Setting] = [
     # time series (--task forecast) and audio
     S("horizon", int, None, "forecast: steps to predict (default: one season, e.g. 24 for hourly data)", {"ge": 1},
       optional=True),
-    S("lookback", int, None, "forecast: past steps the model sees (default: 336, less for short series); "
-      "classify/regress a table: windows of this many rows, labelled by their last row", {"ge": 1},
-      optional=True),
+    S("lookback", int, None, "forecast: past steps the model sees (default: 336, less for short series)",
+      {"ge": 1}, optional=True),
+    S("window", int, None, "classify/regress one long series: windows of this many rows, each labelled by its "
+      "last row (was --lookback, which still works for one release)", {"ge": 1}, optional=True),
     S("season", int, None, "forecast: season length of the seasonal-naive baseline (default: from the time step: "
       "24 hourly, 7 daily, 12 monthly)", {"ge": 1}, optional=True),
     S("series_inputs", str, "all", "forecast: all numeric columns as inputs, or the target alone",
       choices=("all", "target")),
     S("series_id", str, None, "classify/regress sequences: the column naming the series of a long table; each "
       "series is one sample", optional=True),
-    S("stride", int, None, "classify/regress windows (--lookback): rows between training windows (default "
-      "lookback/4)", {"ge": 1}, optional=True),
+    S("stride", int, None, "classify/regress windows (--window): rows between training windows (default "
+      "window/4)", {"ge": 1}, optional=True),
     S("fill_gaps", bool, False, "forecast: fill missing timestamps and values by linear interpolation"),
     S("sample_rate", int, None, "audio: resample every clip to this rate in Hz (default: the most common rate of "
       "the files)", {"ge": 1000}, optional=True),
@@ -189,10 +188,6 @@ def config_class():
                 return v
             allowed = next(s.choices for s in SETTINGS if s.name == info.field_name)
             key = str(v).lower().replace("-", "_")
-            if info.field_name == "model" and key.startswith("pretrained:"):  # models/pretrained.py
-                from .models.pretrained import check_name
-
-                return "pretrained:" + check_name(key.split(":", 1)[1])
             if key not in allowed:
                 raise ValueError(f"unknown {info.field_name} {v!r}; valid: {', '.join(allowed)}")
             return key
@@ -206,6 +201,11 @@ def config_class():
                 except ValueError:
                     raise ValueError(f"expected comma-separated whole numbers such as 256,128, got {v!r}") from None
             return v
+
+        @field_validator("task", "model", mode="before", check_fields=False)
+        @classmethod
+        def _name(cls, v):  # checked against the registries of tasks and models by api.resolve_config
+            return v if v is None else str(v).strip().lower().replace("-", "_")
 
         @field_validator("augment", mode="before", check_fields=False)
         @classmethod
@@ -266,6 +266,28 @@ def load_yaml(path: str | Path) -> dict:
     if not isinstance(data, dict):
         raise ConfigError(f"config file {str(p)!r} must hold a mapping of setting: value.")
     return {k.replace("-", "_"): v for k, v in data.items()}
+
+
+def fill_defaults(cfg, defaults: dict, given: set | None = None) -> dict:
+    """Set each setting in `defaults` that the user did not give (not in `given`, by default the settings
+    named when the config was made or set since) to its default; returns the settings that changed.
+
+    The one helper behind every "defaults unless you set them" rule (tasks, data kinds, models)."""
+    given = cfg.model_fields_set if given is None else given
+    changed = {k: v for k, v in defaults.items() if k not in given and getattr(cfg, k) != v}
+    for k, v in changed.items():
+        setattr(cfg, k, v)
+    return changed
+
+
+def describe_defaults(what: str, changed: dict) -> str | None:
+    """The one sentence that says which defaults were filled in, e.g. "text defaults: epochs 5 (set them to
+    override)"; None when nothing changed."""
+    if not changed:
+        return None
+    shown = ", ".join(f"{k} {','.join(map(str, v)) if isinstance(v, (list, tuple)) else v}"
+                      for k, v in changed.items())
+    return f"{what}: {shown} (set them to override)"
 
 
 def dump_yaml(cfg) -> str:

@@ -19,3 +19,11 @@ class ConfigError(LayerwiseError):
 
 class RunError(LayerwiseError):
     """A run folder or checkpoint is missing, damaged, or not a run."""
+
+
+def say(msg: str | None, quiet: bool = False) -> None:
+    """Print one line of progress or advice to stderr (nothing when quiet or msg is empty)."""
+    if msg and not quiet:
+        import sys
+
+        print(msg, file=sys.stderr)

@@ -140,13 +140,12 @@ class Run:
     # ---- using
     def _engine(self):
         from .fit.loop import Loop
+        from .fit.precision import channels_last
 
         if self._loop is None:
-            self._loop = Loop.__new__(Loop)  # inference only: no data, no optimizer
-            self._loop.model, self._loop.task = self.model, self.task
-            self._loop.device = next(self.model.parameters()).device
-            self._loop.bf16 = self.info.get("precision") == "bf16"
-            self._loop.channels_last = self._loop.bf16 and self.info.get("model") in ("cnn", "resnet")
+            bf16 = self.info.get("precision") == "bf16"
+            last = bf16 and channels_last(self.info.get("model", "custom"), self.pre.spec()["kind"])
+            self._loop = Loop.for_inference(self.model, self.task, bf16, last)
         return self._loop
 
     def outputs(self, inputs: tuple):
@@ -160,43 +159,34 @@ class Run:
             if self._test is None:
                 self._test = self._reload_test()
             inputs, y = self._test
-        elif hasattr(self.task, "targets"):  # reconstruction-like tasks: the target is the input itself
-            from .embed import inputs_of
-
-            inputs, labels = inputs_of(self, data)
-            y = self.task.targets(inputs, labels)
-        elif hasattr(self.task, "labelled"):  # tasks that make their own (inputs, targets), e.g. forecast windows
-            from .data import load
-
-            inputs, y = self.task.labelled(self.pre, load(data, target=self.config.target))
-        else:
-            from .data import load
-
-            d = load(data, target=self.config.target)
-            d = d.test or d
-            if hasattr(self.pre, "labelled"):  # e.g. sequences: a long table grouped, or windows of a series
-                d = self.pre.labelled(d)
-            if d.y is None:
-                raise DataError("the data has no targets to evaluate against; give labelled data.")
-            inputs, y = self._transform(d), self.task.encode(d.y)
+        else:  # the task makes (inputs, targets) of the data: labels, windows, the inputs themselves, ...
+            inputs, y = self.task.labelled(self, data)
         out = self.outputs(inputs)
         y = torch.as_tensor(y)
         metrics = {"loss": float(self.task.loss(out, y)), **self.task.metrics(out, y)}
-        if confusion and hasattr(self.task, "confusion"):
-            metrics["confusion_matrix"] = self.task.confusion(out, y)
+        matrix = self.task.confusion(out, y) if confusion else None
+        if matrix is not None:
+            metrics["confusion_matrix"] = matrix
         return metrics
 
-    def _reload_test(self):
-        from .api import prepare_data
+    def prepared(self):
+        """The run's own data prepared again as in training (its splits), from the data it recorded."""
+        from .tasks import prepare_data
 
         if not self.config.data:
+            raise DataError("this run was trained on in-memory data; pass the data, e.g. run.evaluate(data).")
+        return prepare_data(self.config.model_copy(), quiet=True)
+
+    def _reload_test(self):
+        if not self.config.data:
             raise DataError("this run was trained on in-memory data; pass the data to evaluate: run.evaluate(data).")
-        prepared = prepare_data(self.config, quiet=True)
+        prepared = self.prepared()
         if prepared.test is None:
             raise DataError("this run has no test split (test_fraction=0); pass data to evaluate.")
         return prepared.test.inputs, prepared.test.y
 
-    def _transform(self, d) -> tuple:
+    def transform(self, d) -> tuple:
+        """Model inputs of Data `d` with the run's preprocessing (its kind checked against the training data's)."""
         if self.pre.spec()["kind"] == "table":
             if d.kind != "table":
                 raise DataError(f"the model expects a table with columns {', '.join(self.pre.columns)}.")
@@ -210,9 +200,7 @@ class Run:
         """`n` images [n, H, W, C] from a generative run, like its training data (uint8 pixels for uint8 images);
         `label` picks the class of a conditional GAN; `truncation` (e.g. 0.7) trades variety for cleaner samples.
         Example: ``run.sample(64, label=7)``."""
-        from .sample import sample
-
-        return sample(self, n, label, seed, truncation)
+        return self.task.sample(self, n, label, seed, truncation)
 
     def generate(self, prompt: str = "\n", tokens: int = 200, temperature: float = 1.0, top_k: int | None = None,
                  seed: int | None = None) -> str:
@@ -220,33 +208,26 @@ class Run:
 
         Example: ``run.generate("ROMEO:", tokens=300, temperature=0.8, top_k=40)``.
         """
-        from .generate import generate
-
-        return generate(self, prompt, tokens, temperature, top_k, seed)
+        return self.task.generate(self, prompt, tokens, temperature, top_k, seed)
 
     def embed(self, data: Any = None, **options: Any) -> dict[str, Any]:
         """Encoder vectors of `data` (an autoencoder run); options out=NPZ, plot=PNG, method=pca|tsne.
         Example: ``run.embed("mnist", plot="map.png")["embeddings"]``."""
-        from .embed import embed
-
-        return embed(self, data, **options)
+        return self.task.embed(self, data, **options)
 
     def cluster(self, data: Any = None, k: int = 10, **options: Any) -> dict[str, Any]:
         """k-means on the embeddings of `data`, with NMI and ARI when it has labels: ``run.cluster("mnist", k=10)``."""
-        from .embed import cluster
-
-        return cluster(self, data, k, **options)
+        return self.task.cluster(self, data, k, **options)
 
     def score(self, data: Any = None, **options: Any) -> dict[str, Any]:
         """Anomaly score (and flag, with the run's threshold) per sample of `data`: ``run.score("new.csv")``."""
-        from .embed import score
-
-        return score(self, data, **options)
+        return self.task.score(self, data, **options)
 
     def predict(self, x: Any) -> dict[str, Any]:
         """Predictions (and class probabilities) for arrays, a DataFrame, image files, or a CSV/.npz path."""
-        from .data.predict_inputs import to_data
+        return self.task.predict(self, x)
 
-        d = to_data(x, self.pre, self.config.target)
-        out = self.task.decode(self.outputs(self._transform(d)))
-        return self.pre.annotate(out, d) if hasattr(self.pre, "annotate") else out  # e.g. forecast timestamps
+    def save_samples(self, out: str | Path, n: int = 64, label: Any = None, seed: int = 0,
+                     truncation: float | None = None) -> Path:
+        """Write `n` samples of a generative run to a PNG grid or an .npz (`layerwise sample`)."""
+        return self.task.save_samples(self, out, n, label, seed, truncation)

@@ -6,15 +6,9 @@ import pytest
 import torch
 from PIL import Image
 
-from layerwise.models.gan import (
-    Discriminator,
-    Generator,
-    default_gan_optimizers,
-    gan_step,
-    gan_warnings,
-    sample_diversity,
-    save_grid,
-)
+from layerwise.models.gan import Discriminator, Generator
+from layerwise.tasks.gan import default_gan_optimizers, gan_step, gan_warnings, sample_diversity
+from layerwise.tasks.sampling import save_grid
 
 SHAPES = [(1, 28, 28), (3, 32, 32)]
 

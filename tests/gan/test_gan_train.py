@@ -146,13 +146,13 @@ def test_monitor_warns_once_on_collapse(tmp_path, capsys):
 # ---- synthetic data
 def test_synthetic_adds_labelled_images_to_the_training_split_only(cgan, capsys):
     from layerwise.api import prepare_data, resolve_config
-    from layerwise.sample import add_synthetic
+    from layerwise.options import Synthetic
 
     cfg, _ = resolve_config("digits", None, model="mlp", synthetic="2x", synthetic_from=str(cgan))
     real = prepare_data(cfg, quiet=True)
     n_train, n_val, n_test = len(real.train), len(real.val), len(real.test)
     y_real = real.train.y.copy()
-    mixed = add_synthetic(cfg, real)
+    mixed = Synthetic().prepare(cfg, real, quiet=False)
     assert len(mixed.train) == 3 * n_train and (len(mixed.val), len(mixed.test)) == (n_val, n_test)
     assert mixed.train.inputs[0].shape[1:] == real.val.inputs[0].shape[1:]
     assert np.array_equal(np.bincount(mixed.train.y[n_train:]), 2 * np.bincount(y_real))

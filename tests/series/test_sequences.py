@@ -220,7 +220,7 @@ def test_table_with_a_time_column_gets_a_hint(tmp_path, capsys):
              tensorboard=False, threads=1)
     err = capsys.readouterr().err
     assert "column 'time' holds times: each row is classified on its own. To classify windows of the series " \
-           "give --lookback N" in err
+           "give --window N" in err
 
 
 @pytest.mark.slow

@@ -68,7 +68,7 @@ def test_txt_is_a_corpus_unless_it_looks_like_a_table(tmp_path):
 
 def test_text_preprocessor_round_trip_truncation_and_unknown_words():
     texts = reviews(60)["text"].tolist()
-    pre = TextPre.fit(texts, "wordpiece", 200)
+    pre = TextPre.from_texts(texts, "wordpiece", 200)
     longest = max(len(t.split()) for t in texts)
     assert pre.max_len % 8 == 0 and pre.max_len >= longest
     (ids,) = pre.transform(texts)
@@ -80,7 +80,7 @@ def test_text_preprocessor_round_trip_truncation_and_unknown_words():
     (unk,) = pre.transform(["zyzzyva qwxp great"])  # unseen words map to [UNK], no error
     assert pre.tokenizer.unk_id in unk[0]
     with pytest.raises(ConfigError, match="unknown tokenizer 'sentencepiece'; valid: wordpiece, bpe, char"):
-        TextPre.fit(texts, "sentencepiece")
+        TextPre.from_texts(texts, "sentencepiece")
 
 
 # ---------------------------------------------------------------- classification

@@ -54,7 +54,7 @@ def test_cluster_digits_embeddings_find_the_classes(digits_ae, tmp_path):
 
 
 def test_whitening_gives_unit_variance_axes_and_drops_empty_ones():
-    from layerwise.embed import _whiten
+    from layerwise.tasks.embed import _whiten
 
     g = np.random.default_rng(0)
     z = g.normal(size=(500, 3)) @ np.array([[10.0, 0, 0], [3, 0.1, 0], [0, 0, 1]])

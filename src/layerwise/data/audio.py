@@ -17,7 +17,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..config import describe_defaults, fill_defaults
 from ..errors import DataError
+from .base import Preprocessor
 
 WAV_EXTS = {".wav", ".wave"}
 N_FFT = 512
@@ -158,7 +160,7 @@ def read_clips(files: list[Path], sample_rate: int | None = None, seconds: float
 
 def reclip(d: Any, sample_rate: int | None = None, seconds: float | None = None):
     """Audio Data (and its test part) resampled to `sample_rate` and padded or cropped to `seconds`."""
-    from .sources import Data
+    from .base import Data
 
     if d is None or d.kind != "audio" or (sample_rate is None and seconds is None):
         return d
@@ -173,7 +175,7 @@ def reclip(d: Any, sample_rate: int | None = None, seconds: float | None = None)
 
 def load_folder(root: str | Path, sample_rate: int | None = None, seconds: float | None = None):
     """A folder with one sub-folder of WAV files per class as Data of kind "audio"."""
-    from .sources import Data
+    from .base import Data
 
     root = Path(root)
     if not root.is_dir():
@@ -247,7 +249,7 @@ def mel_filterbank(sr: int, n_fft: int, n_mels: int, fmin: float = 0.0, fmax: fl
     return fb.astype(np.float32)
 
 
-class AudioPre:
+class AudioPre(Preprocessor):
     """Waves to log-mel spectrograms [N, 1, n_mels, frames], standardised per mel band with training statistics."""
 
     kind = "audio"
@@ -259,7 +261,9 @@ class AudioPre:
         self._logmel = None
 
     @classmethod
-    def fit(cls, d: Any, n_mels: int = 40) -> AudioPre:
+    def fit(cls, d: Any, cfg: Any = None) -> AudioPre:
+        """Mel-band statistics of the training clips (--n-mels bands)."""
+        n_mels = cfg.n_mels if cfg is not None else 40
         waves = d.x
         sr = getattr(waves, "sr", None)
         if sr is None:
@@ -313,9 +317,15 @@ class AudioPre:
         std = np.asarray(self.std, np.float32)[None, None, :, None]
         return (np.ascontiguousarray((spec - mean) / std, dtype=np.float32),)
 
-    def read_inputs(self, x: Any):
+    def defaults(self, cfg: Any, n_train: int, given: set) -> str | None:
+        """Audio data sets are a few thousand clips: batches of 32 (unless set) give the CRNN enough steps."""
+        if n_train < 20000 and cfg.batch_size > 32:
+            return describe_defaults("audio", fill_defaults(cfg, {"batch_size": 32}, given))
+        return None
+
+    def read_inputs(self, x: Any, target: str | None = None):
         """Predict inputs: WAV paths (or folders of them) read at the model's rate, or waves at that rate."""
-        from .sources import Data
+        from .base import Data
 
         if isinstance(x, (str, Path)):
             x = [x]
@@ -338,14 +348,6 @@ class AudioPre:
                     raise DataError(f"{e}; give WAV files (PCM) to predict.") from None
             return Data("audio", Waves(np.stack(waves), self.sr), None)
         return Data("audio", Waves(np.atleast_2d(np.asarray(x, np.float32)), self.sr), None)
-
-
-def audio_defaults(cfg: Any, n_train: int, given: set) -> str:
-    """Audio data sets are a few thousand clips: batches of 32 (unless set) give the CRNN enough steps."""
-    if "batch_size" not in given and n_train < 20000 and cfg.batch_size > 32:
-        cfg.batch_size = 32
-        return "audio: batch_size 32 (set it to override)"
-    return ""
 
 
 # ---------------------------------------------------------------- SpecAugment

@@ -15,9 +15,7 @@ MNIST_URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.n
 MNIST_SHA256 = "731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1"
 
 
-def cache_dir() -> Path:
-    """Where downloads are kept: $LAYERWISE_CACHE, else ~/.cache/layerwise."""
-    return Path(os.environ.get("LAYERWISE_CACHE", Path.home() / ".cache" / "layerwise"))
+from .base import cache_dir
 
 
 def digits() -> dict[str, np.ndarray]:
@@ -90,7 +88,7 @@ def fsdd():
 def mnist1d():
     """MNIST-1D (Greydanus 2020): 4,000 + 1,000 one-dimensional signals of 40 steps, ten classes; generated
     offline by the `mnist1d` package with its published settings (seed 42), given train/test split."""
-    from .sources import Data
+    from .base import Data
 
     try:
         from mnist1d.data import get_dataset_args, make_dataset

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
 
+from .base import Preprocessor
 from .timeseries import DAY, Standardizer, _rows, read_series, step_seconds
 
 
@@ -92,7 +93,7 @@ def baselines(values: np.ndarray, lookback: int, horizon: int, start: int, end: 
     return np.concatenate([naive, seasonal], axis=-1).astype(np.float32)
 
 
-class SeriesPre:
+class SeriesPre(Preprocessor):
     """Forecast inputs: the last `lookback` rows of the input columns, standardised with training statistics."""
 
     kind = "series"
@@ -102,6 +103,15 @@ class SeriesPre:
         self.columns, self.time_col, self.lookback, self.horizon = list(columns), time_col, lookback, horizon
         self.scaler = Standardizer(np.asarray(mean, np.float32), np.asarray(std, np.float32))
         self.step, self.fill_gaps = step, fill_gaps
+
+    @classmethod
+    def fit(cls, train: Any, cfg: Any = None) -> SeriesPre:
+        """Statistics of the training rows: train.x holds their values [T, C], train.meta the columns, the
+        time column and the time step; --lookback, --horizon and --fill-gaps come from the settings."""
+        m = train.meta
+        scaler = Standardizer.fit(train.x)
+        return cls(m["columns"], m["time_col"], cfg.lookback, cfg.horizon, scaler.mean.tolist(), scaler.std.tolist(),
+                   m["step"], bool(cfg.fill_gaps))
 
     def to_dict(self) -> dict:
         return {"kind": self.kind, "columns": self.columns, "time_col": self.time_col, "lookback": self.lookback,
@@ -158,12 +168,12 @@ class SeriesPre:
                             "(its lookback) to forecast; give a longer history.")
         return (self.scaler.transform(values[-self.lookback:])[None],)
 
-    def read_inputs(self, x: Any):
+    def read_inputs(self, x: Any, target: str | None = None):
         """Predict inputs (a CSV path, a DataFrame, an array) as Data of kind series."""
         from pathlib import Path
 
         from ..errors import DataError
-        from .sources import Data
+        from .base import Data
         from .tables import read_table
 
         if isinstance(x, (list, tuple)) and len(x) == 1 and isinstance(x[0], (str, Path)):

@@ -113,7 +113,7 @@ def download_fsdd(cache_dir: Path, url: str = FSDD_URL, digest: str = FSDD_DIGES
 
 def fsdd_source() -> tuple[Path, Path]:
     """(source, cache): $LAYERWISE_FSDD (a .tar.gz or folder), else the cache, else a checked download."""
-    from .builtin import cache_dir
+    from .base import cache_dir
 
     cache = cache_dir()
     env = os.environ.get("LAYERWISE_FSDD")
@@ -128,7 +128,7 @@ def fsdd_source() -> tuple[Path, Path]:
 
 def fsdd():
     """The Free Spoken Digit Dataset (3,000 recordings of 0-9, 8 kHz) with its usual test split (takes 0-4)."""
-    from .sources import Data
+    from .base import Data
 
     files, labels = load_fsdd(*fsdd_source())
     _, test = fsdd_split(files)

@@ -8,70 +8,9 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError
-from .sources import Data
-from .tables import TablePre
-
-
-class ArrayPre:
-    """Images (per-channel) or feature arrays (per-feature) standardised with training statistics."""
-
-    def __init__(self, kind: str, shape: list[int], mean: list[float], std: list[float], scale: float):
-        self.kind, self.shape, self.mean, self.std, self.scale = kind, shape, mean, std, scale
-
-    @classmethod
-    def fit(cls, d: Data) -> ArrayPre:
-        x = d.x.astype(np.float32)
-        scale = 1 / 255 if d.x.dtype == np.uint8 else 1.0
-        axes = (0, 1, 2) if d.kind == "image" else (0,)
-        mean = (x.mean(axes) * scale).tolist()
-        std = np.maximum(x.std(axes) * scale, 1e-6).tolist()
-        shape = [x.shape[3], x.shape[1], x.shape[2]] if d.kind == "image" else [x.shape[1]]
-        return cls(d.kind, shape, mean, std, scale)
-
-    def to_dict(self) -> dict:
-        return {"kind": self.kind, "shape": self.shape, "mean": self.mean, "std": self.std, "scale": self.scale}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> ArrayPre:
-        return cls(d["kind"], d["shape"], d["mean"], d["std"], d["scale"])
-
-    def spec(self) -> dict:
-        return {"kind": self.kind, "shape": self.shape}
-
-    def transform(self, x: np.ndarray) -> tuple[np.ndarray]:
-        want = tuple(self.shape[1:] + self.shape[:1]) if self.kind == "image" else tuple(self.shape)
-        if tuple(x.shape[1:]) != want:
-            raise DataError(f"inputs have shape {tuple(x.shape[1:])} per sample but the model expects {want}.")
-        out = (x.astype(np.float32) * self.scale - np.float32(self.mean)) / np.float32(self.std)
-        if self.kind == "image":
-            out = out.transpose(0, 3, 1, 2)
-        return (np.ascontiguousarray(out, dtype=np.float32),)
-
-
-def _audio_pre(d: Data):
-    from .audio import AudioPre
-
-    return AudioPre.fit(d)
-
-
-def preprocessor_from_dict(d: dict):
-    if d.get("kind") in ("text", "corpus"):
-        from .textpre import text_preprocessor_from_dict
-
-        return text_preprocessor_from_dict(d)
-    if d.get("kind") == "series":  # forecast windows
-        from .forecasting import SeriesPre
-
-        return SeriesPre.from_dict(d)
-    if d.get("kind") == "sequence":  # sequences to classify (data/sequences.py)
-        from .sequences import SequencePre
-
-        return SequencePre.from_dict(d)
-    if d.get("kind") == "audio":  # log-mel spectrograms of WAV files
-        from .audio import AudioPre
-
-        return AudioPre.from_dict(d)
-    return TablePre.from_dict(d) if d.get("kind", "table") == "table" and "columns" in d else ArrayPre.from_dict(d)
+from .arrays import ArrayPre  # noqa: F401 (imported from here by older code)
+from .base import Data
+from .registry import preprocessor_class, preprocessor_from_dict  # noqa: F401
 
 
 @dataclass
@@ -79,6 +18,7 @@ class Split:
     inputs: tuple[np.ndarray, ...]
     y: np.ndarray
     index: np.ndarray | None = None  # rows of the source data (None for a given split)
+    labels: np.ndarray | None = None  # raw labels when y is something else (reconstruction: y is the input)
 
     def __len__(self) -> int:
         return len(self.y)
@@ -91,6 +31,7 @@ class Prepared:
     train: Split
     val: Split | None
     test: Split | None
+    unlabelled: tuple | None = None  # inputs without labels (semi-supervised training)
 
     def counts_table(self) -> str:
         """A small table of samples per split (and per class for classification)."""
@@ -98,7 +39,7 @@ class Prepared:
         splits = [(n, s) for n, s in splits if s is not None]
         head = f"{'':>14}" + "".join(f"{n:>8}" for n, _ in splits)
         rows = [head]
-        classes = getattr(self.task, "classes", None)
+        classes = self.task.classes
         if classes is not None:
             shown = classes if len(classes) <= 20 else classes[:20]
             for i, c in enumerate(shown):
@@ -132,17 +73,19 @@ def prepare(
     validation: Data | None = None,
     test: Data | None = None,
     fit_pre: Any = None,
+    cfg: Any = None,
 ) -> Prepared:
     """Split data, fit the task's target encoding and the input preprocessing on the training split.
 
-    `fit_pre(train_data) -> preprocessor` replaces the built-in fitting (text: a tokenizer with the run's settings).
+    The preprocessor is the data kind's (data/base.py), fitted on the training split with the settings `cfg`;
+    `fit_pre(train_data) -> preprocessor` replaces it (a pretrained model's own tokenizer or normalisation).
     """
     if data.y is None:
         raise DataError("the data has no targets; give a target column or (X, y) arrays.")
     data = drop_missing_targets(data)
     test = test or data.test
     y_all = task.fit(data.y)
-    strat = getattr(task, "classes", None) is not None
+    strat = task.classes is not None
     if test is None:
         rest, test_idx = split_indices(y_all, test_fraction, seed, strat)
     else:
@@ -154,10 +97,8 @@ def prepare(
         train_idx, val_idx = rest, None
     if len(train_idx) < 2:
         raise DataError(f"only {len(train_idx)} training sample(s) left after splitting; give more data.")
-    pre = (fit_pre(_subset(data, train_idx)) if fit_pre is not None
-           else TablePre.fit(data.x.iloc[train_idx]) if data.kind == "table"
-           else _audio_pre(_subset(data, train_idx)) if data.kind == "audio"
-           else ArrayPre.fit(_subset(data, train_idx)))
+    train_data = _subset(data, train_idx)
+    pre = fit_pre(train_data) if fit_pre is not None else preprocessor_class(data.kind).fit(train_data, cfg)
 
     def make(d: Data, idx: np.ndarray | None, y: np.ndarray) -> Split:
         sub = _subset(d, idx) if idx is not None else d
@@ -175,7 +116,7 @@ def prepare(
 
 def _subset(d: Data, idx: np.ndarray) -> Data:
     x = d.x.iloc[idx] if d.kind == "table" else d.x[idx]
-    return Data(d.kind, x, None if d.y is None else d.y[idx], d.target)
+    return Data(d.kind, x, None if d.y is None else d.y[idx], d.target, meta=d.meta)
 
 
 def coerce_kind(d: Data, like: Data) -> Data:
@@ -199,4 +140,5 @@ def drop_missing_targets(d: Data) -> Data:
     if not keep.any():
         raise DataError(f"every value of the target {d.target!r} is missing; pick another target column.")
     d.notes.append(f"dropped {int((~keep).sum())} rows with no target value")
-    return Data(d.kind, d.x[keep].reset_index(drop=True), d.y[keep], d.target, d.test, d.source, d.notes)
+    return Data(d.kind, d.x[keep].reset_index(drop=True), d.y[keep], d.target, d.test, d.source, d.notes,
+                d.validation, d.meta)

@@ -4,7 +4,7 @@ Three ways in:
 - a table in long form with `--series-id ID`: the rows of each ID (in time order when there is a time
   column) are one sample, labelled by its target value, which must be the same on all its rows. Series
   may differ in length: they are padded at the end and the models are told the true lengths.
-- a table holding one long series with a label on every row, and `--lookback N`: windows of N rows every
+- a table holding one long series with a label on every row, and `--window N`: windows of N rows every
   `--stride` rows, each labelled by its last row (the state the series is in at that moment). The split
   is in time order (train, validation, test) and no window crosses from one part into the next.
 - arrays [N, T, C] (or [N, T]) as Data of kind "sequence", e.g. the built-in `mnist1d`.
@@ -13,7 +13,6 @@ Channels are standardised with statistics of the training split only.
 
 from __future__ import annotations
 
-import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -21,15 +20,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..errors import ConfigError, DataError
-from .sources import Data
+from ..config import fill_defaults
+from ..errors import DataError
+from .base import Data, Preprocessor
 
-MAX_LENGTH = 2000  # steps kept per series (the last ones) unless --lookback says otherwise
-
-
-def say(msg: str, quiet: bool) -> None:
-    if not quiet:
-        print(msg, file=sys.stderr)
+MAX_LENGTH = 2000  # steps kept per series (the last ones) unless --window says otherwise
 
 
 def wants_sequences(cfg: Any, d: Data) -> bool:
@@ -37,7 +32,8 @@ def wants_sequences(cfg: Any, d: Data) -> bool:
     forecasting)."""
     if d.kind == "sequence":
         return True
-    return d.kind == "table" and cfg.task in (None, "classify", "regress") and bool(cfg.series_id or cfg.lookback)
+    return d.kind == "table" and cfg.task in (None, "classify", "regress") and bool(cfg.series_id or cfg.window
+                                                                                    or cfg.lookback)
 
 
 def time_column_hint(d: Data) -> str | None:
@@ -48,7 +44,7 @@ def time_column_hint(d: Data) -> str | None:
     if col is None:
         return None
     return (f"note: column {col!r} holds times: each row is classified on its own. To classify windows of the "
-            "series give --lookback N (each window labelled by its last row); for one label per series of a "
+            "series give --window N (each window labelled by its last row); for one label per series of a "
             "long table, --series-id COLUMN.")
 
 
@@ -117,7 +113,7 @@ def long_to_series(df: pd.DataFrame, series_id: str, target: str | None, columns
         if mixed:
             raise DataError(f"series {', '.join(map(repr, map(_py, mixed[:5])))} have more than one value of "
                             f"{target!r}; with --series-id each series has one label. To label windows of "
-                            "one long series, leave out --series-id and give --lookback.")
+                            "one long series, leave out --series-id and give --window.")
         labels = np.array([y[pos[k][0]] for k in ids])
     return seqs, labels, [_py(k) for k in ids], columns, time_col
 
@@ -126,7 +122,7 @@ def _py(v: Any) -> Any:
     return v.item() if hasattr(v, "item") else v
 
 
-class SequencePre:
+class SequencePre(Preprocessor):
     """Sequences [T, C] padded (or cut, keeping the last steps) to `length`, channels standardised."""
 
     kind = "sequence"
@@ -138,8 +134,14 @@ class SequencePre:
         self.series_id, self.time_col, self.stride = series_id, time_col, stride
 
     @classmethod
-    def fit(cls, seqs: np.ndarray, columns: list[str] | None = None, length: int | None = None, **kw: Any
-            ) -> SequencePre:
+    def fit(cls, train: Data, cfg: Any = None) -> SequencePre:
+        """Statistics of the training sequences; train.meta says how they were read (columns, mode, ...)."""
+        meta = dict(train.meta)
+        return cls.from_sequences(train.x, meta.pop("columns", None), meta.pop("length", None), **meta)
+
+    @classmethod
+    def from_sequences(cls, seqs: np.ndarray, columns: list[str] | None = None, length: int | None = None,
+                       **kw: Any) -> SequencePre:
         """Statistics from training sequences (a [N, T, C] array or [N] of [T_i, C] arrays)."""
         lengths = np.array([len(s) for s in seqs])
         flat = np.concatenate([np.asarray(s, np.float32).reshape(len(s), -1) for s in seqs])
@@ -197,7 +199,16 @@ class SequencePre:
         return (out, lengths) if self.variable else (out,)
 
     # ---- predict
-    def read_inputs(self, x: Any) -> Data:
+    def defaults(self, cfg: Any, n_train: int, given: set) -> str | None:
+        """A few thousand sequences make few steps per epoch: unless set, enough epochs for about 1500
+        optimizer steps (at most 100 epochs)."""
+        steps, per_epoch = 1500, max(1, -(-n_train // cfg.batch_size))
+        epochs = min(100, max(cfg.epochs, -(-steps // per_epoch)))
+        if fill_defaults(cfg, {"epochs": epochs}, given):
+            return f"few sequences ({n_train}): epochs {epochs} for about {steps} steps (set --epochs to override)"
+        return None
+
+    def read_inputs(self, x: Any, target: str | None = None) -> Data:
         """Predict inputs: arrays, or a table (CSV path or DataFrame) laid out like the training table."""
         if isinstance(x, (list, tuple)) and len(x) == 1 and isinstance(x[0], (str, Path)):
             x = x[0]
@@ -221,19 +232,15 @@ class SequencePre:
     def _from_table(self, df: pd.DataFrame) -> Data:
         if self.mode == "series":
             seqs, _, ids, _, _ = long_to_series(df, self.series_id, None, self.columns, self.time_col)
-            d = Data("sequence", seqs, None)
-            d.ids = (self.series_id, ids)
-            return d
+            return Data("sequence", seqs, None, meta={"ids": (self.series_id, ids)})
         if self.mode == "windows":
             times, values = _series_values(df, self.columns, self.time_col)
             if len(values) < self.length:
                 raise DataError(f"the table has {len(values)} rows but the model reads windows of {self.length} "
-                                "(its lookback); give a longer series.")
+                                "(its window); give a longer series.")
             ends = np.arange(self.length - 1, len(values))
-            d = Data("sequence", _windows(values, self.length, ends), None)
-            d.ids = (self.time_col or "row", list(times.iloc[ends].astype(str)) if times is not None
-                     else ends.tolist())
-            return d
+            ids = list(times.iloc[ends].astype(str)) if times is not None else ends.tolist()
+            return Data("sequence", _windows(values, self.length, ends), None, meta={"ids": (self.time_col or "row", ids)})
         raise DataError("this model was trained on arrays of sequences; give an array [N, steps, channels].")
 
     def labelled(self, d: Data) -> Data:
@@ -255,7 +262,7 @@ class SequencePre:
 
     def annotate(self, out: dict, d: Any) -> dict:
         """A table of predictions, one row per series id (or per window end), when the inputs were a table."""
-        ids = getattr(d, "ids", None)
+        ids = d.meta.get("ids")
         if ids is None:
             return out
         table = pd.DataFrame({ids[0]: ids[1], "prediction": list(out["prediction"])})
@@ -295,129 +302,3 @@ def _windows(values: np.ndarray, length: int, ends: np.ndarray) -> np.ndarray:
     from numpy.lib.stride_tricks import sliding_window_view
 
     return np.ascontiguousarray(sliding_window_view(values, length, axis=0).transpose(0, 2, 1)[ends - length + 1])
-
-
-# ---- preparing a run's data
-
-
-def _make_task(cfg: Any, y: np.ndarray, quiet: bool):
-    """The task from --task, or inferred from the targets (said in one line and written to cfg.task)."""
-    from ..tasks import infer_task, make_task
-
-    if cfg.task is None:
-        cfg.task, why = infer_task(y)
-        say(f"task: {cfg.task} ({why}; set --task to change)", quiet)
-    return make_task(cfg.task, loss=cfg.loss, **({"label_smoothing": cfg.label_smoothing or 0.0}
-                                                 if cfg.task == "classify" else {}))
-
-
-def prepare_sequences(cfg: Any, d: Data, quiet: bool = False):
-    """Split sequence data, fit the task's labels and the channel statistics on the training part."""
-    from .prepare import prepare
-    from .sources import load
-
-    if cfg.series_id and d.kind != "table":
-        raise ConfigError(f"--series-id needs a table in long form, but the data is {d.kind} data; leave it out.")
-    if d.kind == "table" and not cfg.series_id:
-        return _prepare_windows(cfg, d, quiet)
-    if d.kind == "table":
-        if d.y is None:
-            raise DataError("the data has no targets; give the label column with --target.")
-        target = cfg.target or d.target
-        frame = d.x.assign(**{target: d.y})
-        seqs, labels, _, columns, time_col = long_to_series(frame, cfg.series_id, target)
-        lengths = [len(s) for s in seqs]
-        say(f"sequences: {len(seqs)} series by {cfg.series_id!r}, {min(lengths)}–{max(lengths)} steps of "
-            f"{len(columns)} channel(s) ({', '.join(columns[:6])}{', ...' if len(columns) > 6 else ''})"
-            f"{f', in {time_col!r} order' if time_col else ''}", quiet)
-        seq_data = Data("sequence", seqs, labels, target)
-
-        def convert(extra: Data | None) -> Data | None:
-            if extra is None:
-                return None
-            if extra.kind != "table":
-                raise DataError(f"the training data is a table but the extra data is {extra.kind}; give a table.")
-            s, lab, _, _, _ = long_to_series(extra.x.assign(**{target: extra.y}), cfg.series_id, target, columns,
-                                             time_col)
-            return Data("sequence", s, lab, target)
-
-        extra = {"mode": "series", "series_id": cfg.series_id, "time_col": time_col}
-    else:
-        seq_data, columns, extra = d, None, {"mode": "array"}
-        x = d.x
-        if isinstance(x, np.ndarray) and x.dtype != object and x.ndim == 2:
-            seq_data = Data("sequence", x[..., None], d.y, d.target, d.test)
-
-        def convert(extra_data: Data | None) -> Data | None:
-            if extra_data is None or extra_data.kind == "sequence":
-                return extra_data
-            raise DataError(f"the training data is sequences but the extra data is {extra_data.kind} data.")
-
-    if seq_data.y is None:
-        raise DataError("the data has no targets; give the label column with --target.")
-    task = _make_task(cfg, seq_data.y, quiet)
-    val = convert(load(cfg.validation, target=cfg.target)) if cfg.validation else None
-    test = convert(load(cfg.test, target=cfg.target)) if cfg.test else convert(seq_data.test)
-    length = cfg.lookback
-
-    def fit_pre(train: Data) -> SequencePre:
-        return SequencePre.fit(train.x, columns, length, **extra)
-
-    prepared = prepare(seq_data, task, cfg.val_fraction, cfg.test_fraction, cfg.seed, val, test, fit_pre=fit_pre)
-    few_samples_defaults(cfg, len(prepared.train), quiet)
-    return prepared
-
-
-def _prepare_windows(cfg: Any, d: Data, quiet: bool):
-    """One long series with a label per row: windows of `lookback` rows in a chronological split."""
-    from .prepare import Prepared, Split
-    from .timeseries import chronological_split
-
-    if d.y is None:
-        raise DataError("the data has no targets; give the label column with --target.")
-    time_col = _time_column(d.x, [])
-    columns = _value_columns(d.x, [time_col] if time_col else [])
-    _, values = _series_values(d.x, columns, time_col)
-    y_raw = np.asarray(d.y)[_time_order(d.x, time_col)]
-    keep = ~pd.isna(pd.Series(y_raw)).to_numpy()
-    lookback, n = cfg.lookback, len(values)
-    stride = cfg.stride = cfg.stride or max(1, lookback // 4)
-    task = _make_task(cfg, y_raw[keep], quiet)
-    try:
-        parts = chronological_split(n, cfg.val_fraction, cfg.test_fraction)
-    except ValueError as e:
-        raise DataError(str(e)) from None
-    if parts[0][1] < lookback:
-        raise DataError(f"lookback {lookback} is longer than the {parts[0][1]} training rows; use a shorter "
-                        "--lookback or a longer series.")
-    task.fit(y_raw[keep])
-    pre = SequencePre.fit(values[None, :parts[0][1]], columns, lookback, mode="windows", time_col=time_col,
-                          stride=stride)
-
-    def windows(start: int, end: int, step: int) -> Split | None:
-        ends = np.arange(start + lookback - 1, end, step)
-        ends = ends[keep[ends]]
-        if len(ends) == 0:
-            return None
-        return Split(pre.transform(_windows(values, lookback, ends)), task.encode(y_raw[ends]), ends)
-
-    train, val, test = (windows(a, b, stride if i == 0 else 1) for i, (a, b) in enumerate(parts))
-    if train is None:
-        raise DataError("no labelled training window; check the target column.")
-    say(f"sequences: windows of {lookback} rows of {len(columns)} channel(s) every {stride} rows, labelled by "
-        f"their last row; chronological split {' / '.join(str(b - a) for a, b in parts)} rows", quiet)
-    prepared = Prepared(pre, task, train, val, test)
-    few_samples_defaults(cfg, len(train), quiet)
-    return prepared
-
-
-def few_samples_defaults(cfg: Any, n_train: int, quiet: bool, steps: int = 1500) -> None:
-    """A few thousand sequences make few steps per epoch: unless set, enough epochs for about `steps`
-    optimizer steps (at most 100 epochs)."""
-    if "epochs" in cfg.model_fields_set:
-        return
-    per_epoch = max(1, -(-n_train // cfg.batch_size))
-    epochs = min(100, max(cfg.epochs, -(-steps // per_epoch)))
-    if epochs != cfg.epochs:
-        cfg.epochs = epochs
-        say(f"few sequences ({n_train}): epochs {epochs} for about {steps} steps (set --epochs to override)", quiet)

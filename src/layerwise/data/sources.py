@@ -1,8 +1,12 @@
-"""Turn what a user has (a name, a path, arrays, a DataFrame) into a Data object."""
+"""The one reader of user files: a name, a path, arrays, a DataFrame or an (X, y) pair become a Data object.
+
+Training data, explicit validation and test data, evaluate/embed/score data, unlabelled data and predict
+inputs all come through here, so that every command reads the same files the same way: one list of table
+suffixes, one list of .npz layouts.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -11,28 +15,27 @@ import pandas as pd
 
 from ..errors import DataError
 from . import builtin
+from .base import Data
 from .images import is_image_path, read_images, scan_folder
 from .tables import read_table
 
+TABLE_SUFFIXES = (".csv", ".tsv", ".tab", ".txt", ".parquet")
+# .npz layouts, in order: (inputs, targets, test inputs, test targets); targets may be absent for unlabelled data
+NPZ_LAYOUTS = (("x_train", "y_train", "x_test", "y_test"), ("X_train", "y_train", "X_test", "y_test"),
+               ("x", "y", None, None), ("X", "y", None, None), ("x_unlabelled", None, None, None),
+               (None, None, "x_test", "y_test"), (None, None, "X_test", "y_test"))
 
-@dataclass
-class Data:
-    """Raw inputs and targets before splitting: kind is image, table or array.
 
-    x is uint8/float [N, H, W, C] for images, a DataFrame for tables, float [N, d] for arrays;
-    y holds the raw targets (labels or numbers). `test` is a split the source came with.
-    """
+def load_like(source: Any, like: Data, target: str | None = None) -> Data:
+    """Extra data (validation, test) read like the training data `like`: images at its size, audio at its
+    rate and clip length."""
+    size = like.x.shape[1] if like.kind == "image" and like.x.shape[1] == like.x.shape[2] else None
+    d = load(source, target=target or like.target, image_size=size)
+    if like.kind == "audio":
+        from .audio import reclip
 
-    kind: str
-    x: Any
-    y: np.ndarray | None
-    target: str | None = None
-    test: Data | None = None
-    source: str | None = None
-    notes: list[str] = field(default_factory=list)
-
-    def __len__(self) -> int:
-        return len(self.x)
+        d = reclip(d, like.x.sr, like.x.shape[1] / like.x.sr)
+    return d
 
 
 def load(source: Any, target: str | None = None, image_size: int | None = None, sample_rate: int | None = None,
@@ -96,29 +99,37 @@ def _from_path(path: Path, target: str | None, image_size: int | None, sample_ra
 
         if not is_table_text(path):
             return corpus_data(path)
-    if suffix in (".csv", ".tsv", ".tab", ".txt", ".parquet"):
+    if suffix in TABLE_SUFFIXES:
         return _from_frame(read_table(path), target, path.parent)
     raise DataError(
         f"do not know how to read {path.name!r}; use a CSV/TSV/Parquet table, an .npz file, or a folder of images."
     )
 
 
-def _from_npz(path: Path) -> Data:
+def read_npz(path: Path, labels: bool = True) -> Data:
+    """An .npz in one of NPZ_LAYOUTS. `labels=False` also takes inputs without targets (predict, unlabelled
+    data); a file with only a test part gives that part."""
     try:
-        z = np.load(path, allow_pickle=False)
-        arrays = {k: z[k] for k in z.files}
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
     except (ValueError, OSError) as e:
         raise DataError(f"could not read {str(path)!r} as .npz ({e}); save it with numpy.savez.") from None
-    for xs, ys, xt, yt in (("x_train", "y_train", "x_test", "y_test"), ("x", "y", None, None),
-                           ("X", "y", None, None), ("X_train", "y_train", "X_test", "y_test")):
-        if xs in arrays and ys in arrays:
-            d = from_arrays(arrays[xs], arrays[ys])
-            if xt in arrays and yt in arrays:
-                d.test = from_arrays(arrays[xt], arrays[yt])
+    for xs, ys, xt, yt in NPZ_LAYOUTS:
+        if xs is None and not labels and xt in arrays:  # a test part only
+            return from_arrays(arrays[xt], arrays.get(yt))
+        if xs in arrays and (ys in arrays or not labels):
+            d = from_arrays(arrays[xs], arrays.get(ys))
+            if xt in arrays and (yt in arrays or not labels):
+                d.test = from_arrays(arrays[xt], arrays.get(yt))
             return d
     raise DataError(
-        f"{path.name!r} holds arrays {sorted(arrays)}; expected x_train/y_train (and x_test/y_test) or x/y."
+        f"{path.name!r} holds arrays {sorted(arrays)}; expected x_train/y_train (and x_test/y_test) or x/y"
+        f"{'' if labels else ' (x alone for inputs without labels)'}."
     )
+
+
+def _from_npz(path: Path) -> Data:
+    return read_npz(path, labels=True)
 
 
 def from_arrays(x: np.ndarray, y: np.ndarray | None) -> Data:
@@ -172,3 +183,99 @@ def _from_frame(df: pd.DataFrame, target: str | None, root: Path | None) -> Data
 
         return text_data(x.iloc[:, 0].reset_index(drop=True), y, target, notes)
     return Data("table", x.reset_index(drop=True), y, target=target, notes=notes)
+
+
+# ---- data given to a trained run: predict inputs, labelled data like the training data, unlabelled data
+
+
+def read_inputs(x: Any, pre: Any, target: str | None) -> Data:
+    """Predict inputs (arrays, a DataFrame, image files or folders, a CSV or .npz path) as Data of the kind the
+    model was trained on; a kind that reads its own inputs (series history, WAV files, texts) does so."""
+    kind = pre.spec()["kind"]
+    if isinstance(x, Data):
+        return x
+    own = pre.read_inputs(x, target)
+    if own is not None:
+        return own
+    if isinstance(x, pd.DataFrame):
+        return Data("table", x.drop(columns=[target], errors="ignore"), None)
+    if isinstance(x, (str, Path)):
+        x = [x]
+    if isinstance(x, (list, tuple)) and x and all(isinstance(p, (str, Path)) for p in x):
+        paths = [Path(p) for p in x]
+        missing = [str(p) for p in paths if not p.exists()]
+        if missing:
+            raise DataError(f"input file {missing[0]!r} does not exist; check the path.")
+        if len(paths) == 1 and paths[0].suffix.lower() in TABLE_SUFFIXES and kind != "image":
+            return Data("table", read_table(paths[0]).drop(columns=[target], errors="ignore"), None)
+        if len(paths) == 1 and paths[0].suffix.lower() == ".npz":
+            d = read_npz(paths[0], labels=False)
+            return Data(d.kind, (d.test or d).x, None)
+        files = [f for p in paths for f in (sorted(p.rglob("*")) if p.is_dir() else [p]) if is_image_path(f)]
+        if kind != "image" or not files:
+            raise DataError(f"the model expects {'image files' if kind == 'image' else 'a table (CSV)'} "
+                            f"but got {', '.join(map(str, paths[:3]))}.")
+        imgs, _ = read_images(files, size=tuple(pre.shape[1:]), channels=pre.shape[0])
+        return Data("image", imgs, None)
+    if isinstance(x, dict) and kind == "table":
+        return Data("table", pd.DataFrame(x), None)
+    arr = np.asarray(x)
+    if (kind == "image" and arr.ndim == 2) or (kind == "array" and arr.ndim == 1):  # a single sample
+        arr = arr[None]
+    return from_arrays(arr, None)
+
+
+def read_labelled(data: Any, pre: Any, target: str | None, run_target: str | None = None) -> Data:
+    """Data like a run's training data, with labels where it has them (embed, cluster, score): a built-in
+    name, a class folder or an .npz read as for training (images at the run's size); a table whose `target`
+    column (default: the run's) holds the labels; anything else read as predict inputs."""
+    if isinstance(data, Data):
+        return data
+    if isinstance(data, (str, Path)) and Path(data).suffix.lower() in TABLE_SUFFIXES and Path(data).is_file():
+        data = read_table(Path(data))
+    if isinstance(data, pd.DataFrame):
+        x = data.copy()
+        if target is not None and target != run_target and target not in x.columns:
+            raise DataError(f"the table has no column {target!r}; its columns are: {', '.join(map(str, x.columns))}.")
+        y = x.pop(target).to_numpy() if target is not None and target in x.columns else None
+        return Data("table", x.reset_index(drop=True), y, target)
+    if isinstance(data, tuple) and len(data) == 2 and not isinstance(data[0], (str, Path)):
+        return load(data)
+    if isinstance(data, (str, Path)) and Path(data).suffix.lower() == ".npz" and Path(data).is_file():
+        return read_npz(Path(data), labels=False)
+    if isinstance(data, (str, Path)) and (str(data).lower() in builtin.NAMES or Path(data).is_dir()):
+        shape = pre.spec().get("shape", [])
+        if Path(data).is_dir():
+            files, labels = scan_folder(Path(data))
+            x, kept = read_images(files, (shape[1], shape[2]) if len(shape) == 3 else None,
+                                  shape[0] if len(shape) == 3 else None)
+            return Data("image", x, np.array(labels)[kept])
+        size = shape[1] if len(shape) == 3 and shape[1] == shape[2] else None
+        return load(data, image_size=size)
+    return read_inputs(data, pre, target)
+
+
+def read_unlabelled(path: str | Path, target: str | None = None, image_size: int | None = None) -> Data:
+    """Unlabelled inputs: a folder of images (at any depth, no classes), an .npz (x_unlabelled or x), or a
+    table whose target column, if present, is dropped."""
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise DataError(f"the unlabelled data {str(path)!r} does not exist; give a folder of images, an .npz or "
+                        "a table.")
+    if p.is_dir():
+        files = sorted(f for f in p.rglob("*") if f.is_file() and is_image_path(f))
+        if not files:
+            raise DataError(f"no image files (.png, .jpg, ...) in the unlabelled folder {str(path)!r}; put images "
+                            "there.")
+        x, _ = read_images(files, (image_size, image_size) if image_size else None)
+        return Data("image", x, None)
+    if p.suffix.lower() == ".npz":
+        with np.load(p, allow_pickle=False) as z:
+            if "x_unlabelled" in z.files:
+                return from_arrays(z["x_unlabelled"], None)
+        return read_npz(p, labels=False)
+    if p.suffix.lower() in TABLE_SUFFIXES:
+        x = read_table(p)
+        return Data("table", x.drop(columns=[target]) if target in x.columns else x, None)
+    raise DataError(f"do not know how to read the unlabelled data {p.name!r}; use a folder of images, an .npz "
+                    "or a CSV/Parquet table.")

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DataError
+from .base import Preprocessor
 
 MISSING = ["?", "", "NA", "N/A", "na", "n/a", "null", "NULL", "None", "nan", "NaN"]
 TEXT_HASH_FEATURES = 1024
@@ -43,15 +44,19 @@ def column_kind(s: pd.Series) -> str:
     return "text" if words >= 4 and unique > 0.5 else "category"
 
 
-class TablePre:
+class TablePre(Preprocessor):
     """Fitted on the training rows only: medians, means/stds, category vocabularies, text hashing."""
+
+    kind = "table"
 
     def __init__(self, columns: dict[str, str], stats: dict[str, Any] | None = None):
         self.columns = columns
         self.stats = stats or {}
 
     @classmethod
-    def fit(cls, df: pd.DataFrame) -> TablePre:
+    def fit(cls, train: Any, cfg: Any = None) -> TablePre:
+        """Statistics of the training rows (a table's Data, or a DataFrame)."""
+        df = train if isinstance(train, pd.DataFrame) else train.x
         columns = {c: column_kind(df[c]) for c in df.columns}
         stats: dict[str, Any] = {}
         for c, kind in columns.items():

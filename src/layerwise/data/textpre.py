@@ -6,13 +6,12 @@ run's schema.json, so predict and generate reload exactly the same one.
 A pretrained model brings its own tokenizer: any object with `kind` (e.g. ``"hf:<path>"``), `vocab_size`,
 `pad_id`, `unk_id`, `encode_batch(texts, max_len) -> int64 [N, max_len]`, `encode(text, strict)`,
 `decode(ids)` and `to_json() -> str` fits `TextPre(tokenizer, max_len)`. To rebuild it when a run is loaded,
-add its loader to `TOKENIZER_LOADERS` as ``{"hf": "package.module:function"}``; the function receives the
-JSON string that `to_json` wrote and returns the tokenizer.
+add its loader to `TOKENIZER_LOADERS` as ``{"hf": function}``; the function receives the JSON string that
+`to_json` wrote and returns the tokenizer.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 import math
 from pathlib import Path
@@ -21,15 +20,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..config import describe_defaults, fill_defaults
 from ..errors import ConfigError, DataError
-from .sources import Data
+from . import hftokenizer
+from .base import Data, Preprocessor
 from .tables import column_kind, read_table
 from .text import KINDS, TextTokenizer
 
 DEFAULT_VOCAB = {"wordpiece": 8000, "bpe": 8000, "char": 1024}
 MAX_LEN_CAP = 256
-# kind prefix of an external tokenizer -> "module:function" that rebuilds it from its to_json() string
-TOKENIZER_LOADERS: dict[str, str] = {"hf": "layerwise.models.pretrained:tokenizer_from_json"}
+# kind prefix of an external tokenizer -> the function that rebuilds it from its to_json() string
+TOKENIZER_LOADERS = {"hf": hftokenizer.tokenizer_from_json}
 
 
 # ---------------------------------------------------------------- loading
@@ -59,10 +60,8 @@ def text_data(col: pd.Series, y: np.ndarray | None, target: str | None, notes: l
         shown = ", ".join(map(str, rows[:5])) + (", ..." if len(rows) > 5 else "")
         notes.append(f"dropped {len(rows)} rows whose text {name!r} is empty (rows {shown}, counting from 0)")
     keep = ~(empty | no_target)
-    d = Data("text", col[keep].astype(str).to_numpy(dtype=object), None if y is None else y[keep], target,
-             notes=notes)
-    d.text_column = name
-    return d
+    return Data("text", col[keep].astype(str).to_numpy(dtype=object), None if y is None else y[keep], target,
+                notes=notes, meta={"text_column": name})
 
 
 def corpus_data(path: Path) -> Data:
@@ -102,8 +101,7 @@ def tokenizer_from_json(s: str):
     kind = str(json.loads(s).get("kind", ""))
     prefix = kind.split(":", 1)[0]
     if kind not in KINDS and prefix in TOKENIZER_LOADERS:
-        module, func = TOKENIZER_LOADERS[prefix].split(":")
-        return getattr(importlib.import_module(module), func)(s)
+        return TOKENIZER_LOADERS[prefix](s)
     if kind not in KINDS:
         raise DataError(f"this run's tokenizer kind {kind!r} is not available here; install the package that "
                         "made it.")
@@ -115,15 +113,23 @@ def default_max_len(lengths: list[int], cap: int = MAX_LEN_CAP) -> int:
     return int(min(cap, max(8, 8 * math.ceil(max(lengths, default=1) / 8))))
 
 
-class TextPre:
+class TextPre(Preprocessor):
     """Texts → padded token ids int64 [N, max_len] (pad id 0; the models derive masks and lengths from it)."""
+
+    kind = "text"
 
     def __init__(self, tokenizer: Any, max_len: int, column: str | None = None):
         self.tokenizer, self.max_len, self.column = tokenizer, max_len, column
 
     @classmethod
-    def fit(cls, texts: Any, tokenizer: str | None = None, vocab_size: int | None = None,
-            max_len: int | None = None, column: str | None = None) -> TextPre:
+    def fit(cls, train: Data, cfg: Any = None) -> TextPre:
+        """The tokenizer of the run's settings (--tokenizer, --vocab-size, --max-len) on the training texts."""
+        return cls.from_texts(train.x, cfg.tokenizer if cfg else None, cfg.vocab_size if cfg else None,
+                              cfg.max_len if cfg else None, train.meta.get("text_column"))
+
+    @classmethod
+    def from_texts(cls, texts: Any, tokenizer: str | None = None, vocab_size: int | None = None,
+                   max_len: int | None = None, column: str | None = None) -> TextPre:
         """Train the tokenizer on the training texts; max_len defaults to the longest of them (capped at 256)."""
         texts = list(texts)
         tok = train_tokenizer(texts, tokenizer, vocab_size)
@@ -148,12 +154,47 @@ class TextPre:
     def __repr__(self) -> str:
         return f"TextPre({self.tokenizer!r}, max_len={self.max_len})"
 
+    def defaults(self, cfg: Any, n_train: int, given: set) -> str | None:
+        """TEXT_DEFAULTS for a tokenizer trained here (a pretrained model brings its own settings)."""
+        if self.tokenizer.kind not in KINDS:
+            return None
+        return describe_defaults("text defaults", fill_defaults(cfg, TEXT_DEFAULTS, given))
 
-class CorpusPre:
+    def read_inputs(self, x: Any, target: str | None = None) -> Data:
+        """What predict accepts for a text model: strings, a list of them, a CSV/Parquet table, or a .txt file
+        (one text per line)."""
+        pre = self
+
+        if isinstance(x, pd.DataFrame):
+            return Data("text", _column(x, pre, target).to_numpy(dtype=object), None)
+        if isinstance(x, (str, Path)):
+            x = [x]
+        if isinstance(x, pd.Series):
+            x = x.tolist()
+        items = list(np.asarray(x, dtype=object).reshape(-1)) if not isinstance(x, list) else x
+        if len(items) == 1 and isinstance(items[0], (str, Path)) and len(str(items[0])) < 4096:
+            p = Path(str(items[0])).expanduser()
+            suffix = p.suffix.lower()
+            if suffix in (".csv", ".tsv", ".parquet", ".txt") and p.is_file():
+                if suffix == ".txt" and not is_table_text(p):
+                    lines = [line for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
+                    return Data("text", np.array(lines, dtype=object), None)
+                return Data("text", _column(read_table(p), pre, target).to_numpy(dtype=object), None)
+        return Data("text", np.array([str(t) if t is not None else "" for t in items], dtype=object), None)
+
+
+class CorpusPre(Preprocessor):
     """A corpus → one long id sequence; the language model reads windows of `block_size` ids."""
+
+    kind = "corpus"
 
     def __init__(self, tokenizer: Any, block_size: int):
         self.tokenizer, self.block_size = tokenizer, block_size
+
+    @classmethod
+    def fit(cls, train: Data, cfg: Any = None) -> CorpusPre:
+        """The tokenizer of the run's settings trained on the training text (train.x, one string)."""
+        return cls(train_tokenizer([train.x], cfg.tokenizer, cfg.vocab_size), cfg.block_size)
 
     def spec(self) -> dict:
         return {"kind": "corpus", "vocab_size": self.tokenizer.vocab_size, "block_size": self.block_size}
@@ -175,42 +216,7 @@ class CorpusPre:
         return cls(tokenizer_from_json(json.dumps(d["tokenizer"])), d["block_size"])
 
 
-def text_preprocessor_from_dict(d: dict):
-    return CorpusPre.from_dict(d) if d["kind"] == "corpus" else TextPre.from_dict(d)
-
-
-def text_pre_fitter(cfg: Any, data: Data):
-    """prepare()'s fit_pre for text Data: fit TextPre on the training subset with the run's settings."""
-    column = getattr(data, "text_column", None)
-
-    def fit(train: Data) -> TextPre:
-        return TextPre.fit(train.x, cfg.tokenizer, cfg.vocab_size, cfg.max_len, column)
-
-    return fit
-
-
 # ---------------------------------------------------------------- predict inputs
-
-
-def text_inputs(x: Any, pre: TextPre, target: str | None) -> Data:
-    """What predict accepts for a text model: strings, a list of them, a CSV/Parquet table, or a .txt file
-    (one text per line)."""
-    if isinstance(x, pd.DataFrame):
-        return Data("text", _column(x, pre, target).to_numpy(dtype=object), None)
-    if isinstance(x, (str, Path)):
-        x = [x]
-    if isinstance(x, pd.Series):
-        x = x.tolist()
-    items = list(np.asarray(x, dtype=object).reshape(-1)) if not isinstance(x, list) else x
-    if len(items) == 1 and isinstance(items[0], (str, Path)) and len(str(items[0])) < 4096:
-        p = Path(str(items[0])).expanduser()
-        suffix = p.suffix.lower()
-        if suffix in (".csv", ".tsv", ".parquet", ".txt") and p.is_file():
-            if suffix == ".txt" and not is_table_text(p):
-                lines = [line for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
-                return Data("text", np.array(lines, dtype=object), None)
-            return Data("text", _column(read_table(p), pre, target).to_numpy(dtype=object), None)
-    return Data("text", np.array([str(t) if t is not None else "" for t in items], dtype=object), None)
 
 
 def _column(df: pd.DataFrame, pre: TextPre, target: str | None) -> pd.Series:
@@ -227,17 +233,3 @@ def _column(df: pd.DataFrame, pre: TextPre, target: str | None) -> pd.Series:
 
 # settings text classification uses unless the user sets them (tuned on SST-2: fast and accurate)
 TEXT_DEFAULTS = {"epochs": 5, "batch_size": 32, "lr": 5e-3, "dropout": 0.5, "weight_decay": 0.05}
-
-
-def text_defaults(cfg: Any, quiet: bool = False) -> dict:
-    """Fill in TEXT_DEFAULTS for settings the user did not give; prints what changed."""
-    from ..api import say
-
-    given = cfg.model_fields_set
-    changed = {k: v for k, v in TEXT_DEFAULTS.items() if k not in given and getattr(cfg, k) != v}
-    for k, v in changed.items():
-        setattr(cfg, k, v)
-    if changed:
-        say("text defaults: " + ", ".join(f"{k} {v}" for k, v in changed.items()) + " (set them to override)",
-            quiet)
-    return changed

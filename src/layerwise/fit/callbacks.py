@@ -152,9 +152,8 @@ class Augment(Callback):
         """The callback for `cfg.augment` on data described by `spec`; ConfigError for policies that do not fit."""
         from ..data.policies import resolve_policies
 
-        policies = resolve_policies(cfg.augment, spec["kind"], spec.get("shape"), getattr(task, "name", None))
-        classes = getattr(task, "classes", None)
-        return cls(policies, n_classes=len(classes) if classes is not None else None)
+        policies = resolve_policies(cfg.augment, spec["kind"], spec.get("shape"), task.name)
+        return cls(policies, n_classes=len(task.classes) if task.classes is not None else None)
 
     def on_epoch_start(self, loop: Loop) -> None:
         if loop.batch_idx == 0:

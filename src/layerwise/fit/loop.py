@@ -34,7 +34,8 @@ class Callback:
 class Loop:
     """Trains `model` on in-memory tensors: shuffled index slices, forward, loss, backward, step, schedule.
 
-    `step_fn(loop)` replaces the default forward/backward/step for models with their own update (GANs).
+    `step_fn(loop)` replaces the default forward/backward/step (a task's `step`, FixMatch's); it sets loop.loss
+    and calls `loop.backward_and_step()` for each update it makes.
     """
 
     def __init__(self, model: torch.nn.Module, task: Any, cfg: Any, train: tuple, val: tuple | None = None,
@@ -46,7 +47,7 @@ class Loop:
         self.model.to(self.device, memory_format=self.memory_format)
         self.train_inputs, self.train_y = self._to_device(train)
         self.val = self._to_device(val) if val is not None else None
-        self.optimizer = (getattr(task, "make_optimizer", None) or make_optimizer)(model, cfg)  # a task may own it
+        self.optimizer = task.optimizer(model, cfg) or make_optimizer(model, cfg)  # a task may own it
         self.base_lrs = [g["lr"] for g in self.optimizer.param_groups]
         self.callbacks = sorted(callbacks, key=lambda c: getattr(c, "order", 0))  # stable: ties keep their order
         self._hooks = {e: [getattr(c, f"on_{e}") for c in self.callbacks if hasattr(c, f"on_{e}")] for e in EVENTS}
@@ -61,6 +62,18 @@ class Loop:
         self.stop = False
         self.inputs: tuple = ()
         self.y = self.out = self.loss = None
+
+    @classmethod
+    def for_inference(cls, model: torch.nn.Module, task: Any, bf16: bool = False, channels_last: bool = False):
+        """A loop that only computes outputs (Run.predict, evaluate): no data, no optimizer."""
+        loop = cls.__new__(cls)
+        loop.model, loop.task, loop.device = model, task, next(model.parameters()).device
+        loop.bf16, loop.channels_last = bf16, channels_last
+        return loop
+
+    def backward_and_step(self) -> None:
+        """after_loss, backward, after_backward, gradient clipping, optimizer step (see backward_and_step)."""
+        backward_and_step(self)
 
     def _to_device(self, split: tuple) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
         inputs, y = split

@@ -12,6 +12,48 @@ from ..errors import ConfigError
 DEFAULT_LR = {"sgd": 0.05, "adam": 3e-3, "adamw": 3e-3, "rmsprop": 1e-3}
 
 
+def groups_of(model: torch.nn.Module) -> list[list[torch.nn.Parameter]]:
+    """The parameters of each layer group, input first, head last (each parameter once)."""
+    seen: set[int] = set()
+    out = []
+    for modules in model.layer_groups():
+        params = []
+        for m in modules:
+            for p in m.parameters():
+                if id(p) not in seen:
+                    seen.add(id(p))
+                    params.append(p)
+        out.append(params)
+    rest = [p for p in model.parameters() if id(p) not in seen]
+    if rest:  # anything a model forgot to list trains with the lowest group
+        out[0] = rest + out[0]
+    return out
+
+
+def head_only(cfg: Any) -> bool:
+    return bool(getattr(cfg, "freeze", False)) and not getattr(cfg, "unfreeze_every", None)
+
+
+def param_groups(model: torch.nn.Module, cfg: Any, lr: float | None = None) -> tuple[list[dict], float]:
+    """Optimizer groups with a learning rate per layer group (and no weight decay on biases and norms).
+
+    The peak learning rate of the head is `lr`, else cfg.lr, else the model's fine-tuning default (or the
+    optimizer's default when only the head trains). Returns (groups, head learning rate).
+    """
+    lr = lr or cfg.lr or (DEFAULT_LR[cfg.optimizer] if head_only(cfg) else getattr(model, "finetune_lr", None)
+                          or DEFAULT_LR[cfg.optimizer])
+    decay = getattr(cfg, "lr_decay", 1.0) or 1.0
+    groups = []
+    layers = groups_of(model)
+    for depth, params in enumerate(reversed(layers)):  # depth 0 is the head
+        group_lr = lr * decay ** depth
+        for wd, chosen in ((cfg.weight_decay, [p for p in params if p.ndim >= 2]),
+                           (0.0, [p for p in params if p.ndim < 2])):
+            if chosen:
+                groups.append({"params": chosen, "lr": group_lr, "weight_decay": wd, "layer_group": depth})
+    return groups, lr
+
+
 def make_optimizer(model: torch.nn.Module, cfg: Any, lr: float | None = None) -> torch.optim.Optimizer:
     """The optimizer named in the config; weight decay is not applied to biases and norm layers."""
     asked = lr
@@ -23,9 +65,7 @@ def make_optimizer(model: torch.nn.Module, cfg: Any, lr: float | None = None) ->
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     groups = [g for g in groups if g["params"]] if cfg.weight_decay else [{"params": decay + no_decay}]
     groups = [g for g in groups if g["params"]]
-    if hasattr(model, "layer_groups"):  # pretrained backbones: a learning rate per layer group (transfer.py)
-        from .transfer import param_groups
-
+    if hasattr(model, "layer_groups"):  # pretrained backbones: a learning rate per layer group (fit/transfer.py)
         groups, lr = param_groups(model, cfg, asked)
     if not groups:
         raise ConfigError("the model has no trainable parameters; unfreeze some layers.")

@@ -47,16 +47,15 @@ def split_labels(prepared: Any, cfg: Any, quiet: bool = False) -> Any:
     """
     from ..data.prepare import Split
 
-    prepared.unlabelled = None
     if cfg.unlabelled and not cfg.semi_supervised:
         cfg.semi_supervised = True
         _say("semi-supervised: on, since unlabelled data was given", quiet)
     if not (cfg.semi_supervised or cfg.labels_per_class):
         return prepared
     task = prepared.task
-    if getattr(task, "name", None) != "classify":
+    if "semi_supervised" not in task.supports:
         what = "--semi-supervised" if cfg.semi_supervised else "--labels-per-class"
-        raise ConfigError(f"{what} works for classification only, not for task {getattr(task, 'name', '?')!r}; "
+        raise ConfigError(f"{what} works for classification only, not for task {task.name!r}; "
                           "use --task classify or leave it out.")
     train = prepared.train
     parts = []
@@ -72,7 +71,7 @@ def split_labels(prepared: Any, cfg: Any, quiet: bool = False) -> Any:
         raise ConfigError("semi-supervised training needs unlabelled data: give --labels-per-class N (the other "
                           "labels of the training split are hidden) or --unlabelled PATH.")
     if parts:
-        if cfg.label_smoothing is None and getattr(task, "label_smoothing", 0):
+        if cfg.label_smoothing is None and task.label_smoothing:
             # smoothed targets cap the confidence below the pseudo-label threshold (0.91 for 10 classes at 0.1)
             task.label_smoothing = 0.0
             _say("label smoothing: 0 (semi-supervised; pseudo-labels need confident predictions)", quiet)
@@ -94,35 +93,12 @@ def split_labels(prepared: Any, cfg: Any, quiet: bool = False) -> Any:
 def load_unlabelled(path: str, pre: Any, cfg: Any) -> tuple[np.ndarray, ...]:
     """Read unlabelled inputs (a folder of images, at any depth; an .npz; a table whose target column, if
     present, is ignored), check they match the labelled data, and preprocess them like it."""
-    from ..data.images import is_image_path, read_images
-    from ..data.sources import from_arrays
-    from ..data.tables import read_table
+    from ..data.sources import read_unlabelled
 
     p = Path(path).expanduser()
-    if not p.exists():
-        raise DataError(f"the unlabelled data {path!r} does not exist; give a folder of images, an .npz or a table.")
     spec = pre.spec()
-    if p.is_dir():
-        files = sorted(f for f in p.rglob("*") if f.is_file() and is_image_path(f))
-        if not files:
-            raise DataError(f"no image files (.png, .jpg, ...) in the unlabelled folder {path!r}; put images there.")
-        x, _ = read_images(files, (cfg.image_size, cfg.image_size) if cfg.image_size else None)
-        kind = "image"
-    elif p.suffix.lower() == ".npz":
-        with np.load(p, allow_pickle=False) as z:
-            key = next((k for k in ("x_unlabelled", "x", "X", "x_train", "X_train") if k in z.files), None)
-            if key is None:
-                raise DataError(f"{p.name!r} holds arrays {sorted(z.files)}; put the unlabelled inputs in an array "
-                                "named x.")
-            d = from_arrays(z[key], None)
-        x, kind = d.x, d.kind
-    elif p.suffix.lower() in (".csv", ".tsv", ".tab", ".txt", ".parquet"):
-        x, kind = read_table(p), "table"
-        if cfg.target in x.columns:
-            x = x.drop(columns=[cfg.target])
-    else:
-        raise DataError(f"do not know how to read the unlabelled data {p.name!r}; use a folder of images, an .npz "
-                        "or a CSV/Parquet table.")
+    d = read_unlabelled(p, cfg.target, cfg.image_size)
+    x, kind = d.x, d.kind
     if kind != spec["kind"]:
         raise DataError(f"the unlabelled data is {kind} data but the labelled data is {spec['kind']} data; "
                         "give unlabelled data of the same kind.")

@@ -19,50 +19,7 @@ import torch
 
 from ..errors import ConfigError
 from .loop import Callback, Loop
-
-
-def groups_of(model: torch.nn.Module) -> list[list[torch.nn.Parameter]]:
-    """The parameters of each layer group, input first, head last (each parameter once)."""
-    seen: set[int] = set()
-    out = []
-    for modules in model.layer_groups():
-        params = []
-        for m in modules:
-            for p in m.parameters():
-                if id(p) not in seen:
-                    seen.add(id(p))
-                    params.append(p)
-        out.append(params)
-    rest = [p for p in model.parameters() if id(p) not in seen]
-    if rest:  # anything a model forgot to list trains with the lowest group
-        out[0] = rest + out[0]
-    return out
-
-
-def head_only(cfg: Any) -> bool:
-    return bool(getattr(cfg, "freeze", False)) and not getattr(cfg, "unfreeze_every", None)
-
-
-def param_groups(model: torch.nn.Module, cfg: Any, lr: float | None = None) -> tuple[list[dict], float]:
-    """Optimizer groups with a learning rate per layer group (and no weight decay on biases and norms).
-
-    The peak learning rate of the head is `lr`, else cfg.lr, else the model's fine-tuning default (or the
-    optimizer's default when only the head trains). Returns (groups, head learning rate).
-    """
-    from .optim import DEFAULT_LR
-
-    lr = lr or cfg.lr or (DEFAULT_LR[cfg.optimizer] if head_only(cfg) else getattr(model, "finetune_lr", None)
-                          or DEFAULT_LR[cfg.optimizer])
-    decay = getattr(cfg, "lr_decay", 1.0) or 1.0
-    groups = []
-    layers = groups_of(model)
-    for depth, params in enumerate(reversed(layers)):  # depth 0 is the head
-        group_lr = lr * decay ** depth
-        for wd, chosen in ((cfg.weight_decay, [p for p in params if p.ndim >= 2]),
-                           (0.0, [p for p in params if p.ndim < 2])):
-            if chosen:
-                groups.append({"params": chosen, "lr": group_lr, "weight_decay": wd, "layer_group": depth})
-    return groups, lr
+from .optim import groups_of, head_only, param_groups  # noqa: F401 (discriminative learning rates)
 
 
 def set_trainable(model: torch.nn.Module, n_top: int | None) -> int:

@@ -19,7 +19,25 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..tasks.reconstruct import split_vae_output, vae_terms
+
+def split_vae_output(out, latent: int):
+    """(recon [B, D], mu [B, latent], logvar [B, latent]) from a VAE's packed output [B, D + 2 * latent]."""
+    d = out.shape[1] - 2 * latent
+    return out[:, :d], out[:, d:d + latent], out[:, d + latent:]
+
+
+def vae_terms(x, out, latent: int, likelihood: str = "mse"):
+    """Per-sample reconstruction term and KL(q(z|x) || N(0, I)) [B] of a packed VAE output; x is the target."""
+    import torch.nn.functional as F
+
+    recon, mu, logvar = split_vae_output(out.float(), latent)
+    x = x.float().flatten(1)
+    if likelihood == "mse":
+        rec = (recon - x).pow(2).sum(1)
+    else:
+        rec = F.binary_cross_entropy_with_logits(recon, x, reduction="none").sum(1)
+    kl = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(1)
+    return rec, kl
 
 
 def dense_encoder(in_features: int, hidden: Sequence[int], out: int) -> nn.Sequential:
@@ -231,9 +249,7 @@ def build_autoencoder(name: str, spec: dict, cfg) -> nn.Module:
     """The named autoencoder for inputs described by `spec` (from the preprocessing)."""
     from ..errors import ConfigError
 
-    latent = getattr(cfg, "latent", None) or 16
-    hidden = tuple(cfg.hidden) if cfg.hidden else (512, 256)
-    channels = tuple(cfg.channels) if cfg.channels else (32, 64)
+    latent, hidden, channels = cfg.latent, tuple(cfg.hidden), tuple(cfg.channels)  # defaults: models/__init__.py
     if spec["kind"] == "table":
         if name in ("conv_autoencoder", "conv_vae"):
             raise ConfigError(f"model {name!r} needs images but the data is a table; use --model "

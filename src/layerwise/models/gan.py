@@ -1,4 +1,4 @@
-"""DCGAN (Radford et al. 2016), optionally class-conditional, with the step function the one loop calls.
+"""DCGAN (Radford et al. 2016), optionally class-conditional (its training step is tasks/gan.py's).
 
 The generator projects z (plus a label embedding) to a small feature map and doubles it with stride-2
 transposed convolutions up to the image size; the discriminator mirrors it with stride-2 convolutions,
@@ -9,14 +9,10 @@ Images are in [-1, 1]: scale [0, 1] pixels with `2 * x - 1` before training.
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import math
 from collections.abc import Sequence
-from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm as sn
 
@@ -189,101 +185,3 @@ class GAN(nn.Module):
         if labels is None and self.clusters:
             labels = self.draw_clusters(n, generator)
         return self.sampler.sample(n, labels, generator, truncation)
-
-
-def default_gan_optimizers(G: nn.Module, D: nn.Module, lr: float = 2e-4,
-                           betas: tuple[float, float] = (0.5, 0.999)) -> tuple[torch.optim.Adam, torch.optim.Adam]:
-    """Adam with the DCGAN paper's settings for both networks: (opt_g, opt_d)."""
-    return (torch.optim.Adam(G.parameters(), lr=lr, betas=betas, foreach=True),
-            torch.optim.Adam(D.parameters(), lr=lr, betas=betas, foreach=True))
-
-
-def gan_step(G: nn.Module, D: nn.Module, opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer,
-             real: torch.Tensor, labels: torch.Tensor | None = None, z_dim: int | None = None,
-             generator: torch.Generator | None = None, bf16: bool = False) -> dict[str, float]:
-    """One non-saturating GAN update on a batch of real images in [-1, 1]: a D step, then a G step.
-
-    The fakes use the real batch's labels when conditional; `bf16` runs the forward passes under
-    bfloat16 autocast. Returns d_loss, g_loss, and d_real / d_fake (D's mean probability of "real").
-    """
-    b, device = real.shape[0], real.device
-    z = torch.randn(b, z_dim or G.z_dim, generator=generator).to(device)
-    amp = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
-    ones, zeros = torch.ones(b, device=device), torch.zeros(b, device=device)
-
-    with amp:
-        fake = G(z, labels)
-        logits_real, logits_fake = D(real, labels).float(), D(fake.detach(), labels).float()
-        d_loss = F.binary_cross_entropy_with_logits(logits_real, ones) + \
-            F.binary_cross_entropy_with_logits(logits_fake, zeros)
-    opt_d.zero_grad(set_to_none=True)
-    d_loss.backward()
-    opt_d.step()
-
-    D.requires_grad_(False)  # G's step needs gradients through D, not for D's weights
-    try:
-        with amp:
-            g_loss = F.binary_cross_entropy_with_logits(D(fake, labels).float(), ones)  # -log D(G(z))
-        opt_g.zero_grad(set_to_none=True)
-        g_loss.backward()
-        opt_g.step()
-    finally:
-        D.requires_grad_(True)
-    return {"d_loss": d_loss.item(), "g_loss": g_loss.item(),
-            "d_real": logits_real.detach().sigmoid().mean().item(),
-            "d_fake": logits_fake.detach().sigmoid().mean().item()}
-
-
-@torch.no_grad()
-def sample_diversity(images: torch.Tensor) -> float:
-    """Mean pairwise L2 distance between samples, divided by sqrt(pixels): an RMS per-pixel difference.
-
-    Near 0 means the generator makes the same image over and over (mode collapse); real MNIST scaled to
-    [-1, 1] gives about 0.8.
-    """
-    if images.shape[0] < 2:
-        raise ValueError("sample_diversity needs at least 2 images.")
-    flat = images.detach().float().flatten(1)
-    n, d = flat.shape
-    dist = torch.cdist(flat, flat)
-    return (dist.sum() / (n * (n - 1)) / math.sqrt(d)).item()
-
-
-def gan_warnings(history: list[dict], patience: int = 3) -> list[str]:
-    """Plain-English warnings from per-epoch GAN metrics (keys of `gan_step`, plus optional "diversity")."""
-    warnings = []
-    if any(not math.isfinite(v) for h in history for v in h.values() if isinstance(v, float)):
-        warnings.append("A loss became NaN or infinite: lower the learning rate or turn off bf16.")
-    div = [h["diversity"] for h in history if "diversity" in h]
-    if len(div) >= 3:
-        early = max(div[: max(1, min(3, len(div) // 2))])
-        if div[-1] < 0.5 * early:
-            warnings.append(
-                f"Possible mode collapse: sample diversity fell to {div[-1]:.3f} from {early:.3f} early on, so the "
-                "generator is making near-identical images. Try spectral norm in the discriminator, a lower "
-                "learning rate, or resuming from an earlier checkpoint.")
-    last = history[-patience:]
-    if len(last) == patience and all(
-            h["d_real"] > 0.9 and h["d_fake"] < 0.1 for h in last) and last[-1]["g_loss"] > last[0]["g_loss"]:
-        warnings.append(
-            f"The discriminator is winning outright: for {patience} epochs it scores real images near 1 and fakes "
-            "near 0 while the generator's loss keeps climbing, so the generator gets little useful signal. Try "
-            "spectral norm, a smaller discriminator or its learning rate, or label smoothing.")
-    return warnings
-
-
-def save_grid(images: torch.Tensor, path: str | Path, nrow: int = 8, padding: int = 2) -> None:
-    """Write images [N, C, H, W] in [-1, 1] (C = 1 or 3) as one PNG grid, `nrow` images per row."""
-    from PIL import Image
-
-    n, c, h, w = images.shape
-    if c not in (1, 3):
-        raise ValueError(f"save_grid needs 1 or 3 channels, got {c}.")
-    pix = ((images.detach().float().cpu() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
-    rows = math.ceil(n / nrow)
-    grid = torch.zeros(c, rows * (h + padding) + padding, nrow * (w + padding) + padding, dtype=torch.uint8)
-    for i in range(n):
-        y, x = padding + (i // nrow) * (h + padding), padding + (i % nrow) * (w + padding)
-        grid[:, y:y + h, x:x + w] = pix[i]
-    arr = grid.permute(1, 2, 0).numpy()
-    Image.fromarray(arr[:, :, 0] if c == 1 else arr).save(path)

@@ -139,7 +139,7 @@ def build_moe(name: str, spec: dict, out_dim: int, cfg) -> nn.Module:
         for s in spec.get("shape", [spec.get("n_num", 0)]):
             n *= s
         table = spec["kind"] == "table"
-        return MoEMLP(spec["n_num"] if table else n, out_dim, cfg.hidden or (256, 128), cfg.activation, cfg.dropout,
+        return MoEMLP(spec["n_num"] if table else n, out_dim, cfg.hidden, cfg.activation, cfg.dropout,
                       spec["cat_sizes"] if table else None, cfg.moe, cfg.moe_top_k)
     model = build_model(name, spec, out_dim, cfg.model_copy(update={"moe": None}))
     if use_moe(model, cfg.moe, cfg.moe_top_k, cfg.dropout) == 0:

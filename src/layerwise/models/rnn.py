@@ -111,8 +111,8 @@ def build_crnn(spec: dict, out_dim: int, cfg) -> CRNN:
     if spec["kind"] != "audio":
         raise ConfigError(f"model 'crnn' reads audio spectrograms, but the data is {spec['kind']} data; "
                           "give a folder of WAV files, or use --model mlp.")
-    return CRNN(out_dim, n_mels=spec["shape"][1], channels=tuple(cfg.channels or (16, 32, 64)),
-                hidden=(cfg.hidden or [64])[0], cell=cfg.cell, bidirectional=cfg.bidirectional, dropout=cfg.dropout)
+    return CRNN(out_dim, n_mels=spec["shape"][1], channels=tuple(cfg.channels),
+                hidden=cfg.hidden[0], cell=cfg.cell, bidirectional=cfg.bidirectional, dropout=cfg.dropout)
 
 
 def build_recurrent(name: str, spec: dict, out_dim: int, cfg) -> RecurrentNet:
@@ -121,12 +121,12 @@ def build_recurrent(name: str, spec: dict, out_dim: int, cfg) -> RecurrentNet:
     (`--readout mean|max`) or read at the last state (`--readout last`)."""
     from ..errors import ConfigError
 
-    common = {"cell": name, "hidden": (cfg.hidden or [128])[0], "layers": cfg.layers or 1,
+    common = {"cell": name, "hidden": cfg.hidden[0], "layers": cfg.layers,
               "bidirectional": cfg.bidirectional, "dropout": cfg.dropout, "readout": cfg.readout}
     if spec["kind"] == "sequence":
         return RecurrentNet(out_dim, in_features=spec["channels"], **common)
     if spec["kind"] != "text":
         raise ConfigError(f"model {name!r} reads text here, but the data is {spec['kind']} data; "
                           "use --model mlp, or give a text column.")
-    return RecurrentNet(out_dim, vocab_size=spec["vocab_size"], embed_dim=cfg.d_model or 128,
+    return RecurrentNet(out_dim, vocab_size=spec["vocab_size"], embed_dim=cfg.d_model,
                         pad_id=spec.get("pad_id", 0), **common)

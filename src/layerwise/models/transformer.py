@@ -231,7 +231,7 @@ def build_transformer(name: str, spec: dict, out_dim: int, cfg) -> nn.Module:
     model of a corpus)."""
     from ..errors import ConfigError
 
-    d_model, heads = cfg.d_model or 128, cfg.heads or 4
+    d_model, heads = cfg.d_model, cfg.heads  # defaults: the registry (models/__init__.py)
     if d_model % heads:
         raise ConfigError(f"d_model={d_model} must be divisible by heads={heads}; change one of them.")
     if name == "gpt":
@@ -239,13 +239,13 @@ def build_transformer(name: str, spec: dict, out_dim: int, cfg) -> nn.Module:
             raise ConfigError(f"model 'gpt' is a language model: train it on a text corpus (.txt) with --task "
                               f"generate; the data here is {spec['kind']} data.")
         return GPT(spec["vocab_size"], block_size=spec["block_size"], d_model=d_model, heads=heads,
-                   layers=cfg.layers or 4, dropout=cfg.dropout)
+                   layers=cfg.layers, dropout=cfg.dropout)
     if spec["kind"] == "sequence":
         return TransformerEncoder(out_dim, in_features=spec["channels"], max_len=spec["shape"][0], d_model=d_model,
-                                  heads=heads, layers=cfg.layers or 2, dropout=cfg.dropout)
+                                  heads=heads, layers=cfg.layers, dropout=cfg.dropout)
     if spec["kind"] != "text":
         hint = "use --model gpt" if spec["kind"] == "corpus" else "give a text column"
         raise ConfigError(f"model 'transformer' reads text here, but the data is {spec['kind']} data; {hint}.")
     return TransformerEncoder(out_dim, vocab_size=spec["vocab_size"], max_len=spec["max_len"], d_model=d_model,
-                              heads=heads, layers=cfg.layers or 2, dropout=cfg.dropout,
+                              heads=heads, layers=cfg.layers, dropout=cfg.dropout,
                               pad_id=spec.get("pad_id", 0))

@@ -7,17 +7,25 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError
+from .base import Task
 
 
-class Classify:
+class Classify(Task):
     name = "classify"
     monitor = ("accuracy", "max")
+    supports = frozenset({"semi_supervised", "synthetic"})
 
     def __init__(self, label_smoothing: float = 0.0, loss: str | None = None, classes: list | None = None):
         if loss not in (None, "cross_entropy"):
             raise DataError(f"loss {loss!r} does not fit classification; use cross_entropy.")
         self.label_smoothing = label_smoothing
         self.classes = classes
+
+    @classmethod
+    def create(cls, cfg: Any, y: np.ndarray | None = None, kind: str | None = None, quiet: bool = False) -> Classify:
+        """Label smoothing 0.1 for images unless set (it helps conv nets there), else none."""
+        smoothing = cfg.label_smoothing if cfg.label_smoothing is not None else (0.1 if kind == "image" else 0.0)
+        return cls(label_smoothing=smoothing, loss=cfg.loss)
 
     @property
     def out_dim(self) -> int:

@@ -8,7 +8,6 @@ forecasts of the same windows. `scaled_mae_*` is the model's MAE over the baseli
 
 from __future__ import annotations
 
-import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -16,13 +15,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, say
+from .base import Task
 
 LOSSES = ("mse", "mae", "huber")
 ETT_MONTH_ROWS = {3600.0: 30 * 24, 900.0: 30 * 24 * 4}
 
 
-class Forecast:
+class Forecast(Task):
     name = "forecast"
     monitor = ("mse", "min")
 
@@ -89,11 +89,13 @@ class Forecast:
                             f"{n_train} training rows; use a shorter --lookback or --horizon.")
         cfg.horizon, cfg.lookback, cfg.season = horizon, lookback, season
 
-        scaler = ts.Standardizer.fit(values[:n_train])
-        v = scaler.transform(values)
-        task = cls(horizon, lookback, cols, [cols.index(target)], season, scaler.mean.tolist(), scaler.std.tolist(), cfg.loss)
-        pre = fc.SeriesPre(cols, time_col, lookback, horizon, scaler.mean.tolist(), scaler.std.tolist(), step,
-                           bool(cfg.fill_gaps))
+        from ..data import Data
+
+        meta = {"columns": cols, "time_col": time_col, "step": step}
+        pre = fc.SeriesPre.fit(Data("series", values[:n_train], None, meta=meta), cfg)
+        v = pre.scaler.transform(values)
+        mean, std = pre.scaler.mean.tolist(), pre.scaler.std.tolist()
+        task = cls(horizon, lookback, cols, [cols.index(target)], season, mean, std, cfg.loss)
 
         def split(part):
             if part is None:
@@ -106,11 +108,10 @@ class Forecast:
         say(f"forecast: {', '.join(task.target_names)}, {horizon} steps ahead from the last {lookback} of "
             f"{len(cols)} column{'s' if len(cols) > 1 else ''} ({'all' if len(cols) > 1 else 'the target'} "
             f"as inputs); {how}: {rows} rows; seasonal-naive season {season}", quiet)
-        prepared = Prepared(pre, task, split(parts[0]), split(parts[1]), split(parts[2]))
-        note = _few_windows(cfg, len(prepared.train))
-        if note:
-            say(note, quiet)
-        return prepared
+        return Prepared(pre, task, split(parts[0]), split(parts[1]), split(parts[2]))
+
+    def defaults(self, cfg: Any, spec: dict, n_train: int, given: set) -> str | None:
+        return _few_windows(cfg, n_train, given)
 
     def windows(self, v: np.ndarray, start: int = 0, end: int | None = None) -> tuple[tuple[np.ndarray], np.ndarray]:
         """Inputs ([N, lookback, C],) and targets [N, horizon, C + 2T]: all columns' futures, then the naive
@@ -122,8 +123,11 @@ class Forecast:
         base = fc.baselines(v, self.lookback, self.horizon, start, end, self.target_cols, self.season)
         return (x,), np.concatenate([y, base], axis=-1)
 
-    def labelled(self, pre: Any, d: Any) -> tuple[tuple[np.ndarray], np.ndarray]:
+    def labelled(self, run: Any, data: Any) -> tuple[tuple[np.ndarray], np.ndarray]:
         """Windows over a whole given series (for evaluate(data)), scaled with the training statistics."""
+        from ..data import load
+
+        pre, d = run.pre, load(data, target=run.config.target)
         if d.kind == "table":
             df = d.x.copy()
             if d.target is not None and d.y is not None:
@@ -185,11 +189,6 @@ class Forecast:
                 f"{len(self.columns)} input column{'s' if len(self.columns) > 1 else ''}, {self.loss_name} loss)")
 
 
-def say(msg: str, quiet: bool) -> None:
-    if not quiet:
-        print(msg, file=sys.stderr)
-
-
 def _frame(cfg: Any, data: Any) -> tuple[pd.DataFrame, str]:
     """The whole table (inputs and target) and the target column's name."""
     if data.kind == "table":
@@ -206,10 +205,9 @@ def _frame(cfg: Any, data: Any) -> tuple[pd.DataFrame, str]:
     raise DataError(f"forecasting needs a table (CSV) with a time column and value columns, not {data.kind} data.")
 
 
-def _few_windows(cfg: Any, n: int, steps: int = 400) -> str | None:
+def _few_windows(cfg: Any, n: int, given: set, steps: int = 400) -> str | None:
     """A short series gives a few dozen windows, one batch per epoch: unless set, use smaller batches and
     enough epochs for about `steps` optimizer steps. Returns the sentence to print, or None."""
-    given = cfg.model_fields_set
     if n >= 4 * cfg.batch_size:
         return None
     changes = {}

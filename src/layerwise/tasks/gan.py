@@ -1,21 +1,24 @@
 """Image generation with a GAN: its own data flow, its two-player step, sample grids and health warnings.
 
 `--task generate --model gan` (or `--model gan` alone, or `--task generate` on image data) lands here. The
-one training loop calls `step_fn` for each batch; both networks share the loop's optimizer (Adam,
-beta1 = 0.5), one parameter group each, so its state, and so both players' state, is in every checkpoint.
+one training loop calls `step` for each batch, which goes through the loop's backward, clipping and update
+twice (the discriminator, then the generator); both networks share the loop's optimizer (Adam, beta1 = 0.5),
+one parameter group each, so its state, and so both players' state, is in every checkpoint.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError, DataError, RunError
+from ..errors import ConfigError, DataError, RunError, say
+from .base import Task
+from .sampling import save_grid
 
 DEFAULT_LR = 2e-4
 DEFAULT_WIDTH = 32
@@ -23,7 +26,7 @@ MAX_CLUSTERS = 200  # self-conditioning: k-means clusters of the training images
 IMAGES_PER_CLUSTER = 100
 
 
-class GenerateImages:
+class GenerateImages(Task):
     """Learn to generate images like the training images, optionally conditional on their class."""
 
     name = "gan"
@@ -92,8 +95,9 @@ class GenerateImages:
     @classmethod
     def prepare(cls, cfg, data, quiet: bool = False):
         """All training images, scaled to [-1, 1]; no validation or test split (a GAN is judged by samples)."""
+        from ..config import fill_defaults
         from ..data import Prepared, Split
-        from ..data.prepare import ArrayPre
+        from ..data.arrays import ArrayPre
         from ..models.gan import _halvings
 
         if cfg.task not in (None, "generate"):
@@ -102,8 +106,7 @@ class GenerateImages:
             raise DataError(f"a GAN generates images but the data is a {data.kind}; give images (a folder, "
                             "an .npz of images, or mnist).")
         cfg.task, cfg.model = "generate", "gan"
-        if "schedule" not in cfg.model_fields_set:
-            cfg.schedule = "constant"  # the DCGAN recipe: a constant learning rate
+        fill_defaults(cfg, {"schedule": "constant"})  # the DCGAN recipe: a constant learning rate
         x = data.x
         try:
             _halvings(x.shape[1], x.shape[2])
@@ -124,9 +127,9 @@ class GenerateImages:
             hi = hi if hi > lo else lo + 1.0
         c = x.shape[3]
         pre = ArrayPre("image", [c, x.shape[1], x.shape[2]], [(lo + hi) / 2] * c, [(hi - lo) / 2] * c, scale)
-        if data.test is not None and not quiet:
-            print(f"note: the GAN trains on the {len(x)} training images; the {len(data.test)} test images "
-                  "are not used.", file=sys.stderr)
+        if data.test is not None:
+            say(f"note: the GAN trains on the {len(x)} training images; the {len(data.test)} test images "
+                "are not used.", quiet)
         inputs = pre.transform(x)
         if not cfg.conditional:
             k = min(MAX_CLUSTERS, len(x) // IMAGES_PER_CLUSTER) if cfg.clusters is None else cfg.clusters
@@ -138,13 +141,11 @@ class GenerateImages:
                 t = time.perf_counter()
                 y = image_clusters(inputs[0], k, cfg.seed)
                 task.clusters = k
-                if not quiet:
-                    print(f"self-conditioning: the GAN is conditioned on {k} k-means clusters of the training "
-                          f"images, no labels used ({time.perf_counter() - t:.0f} s; --clusters 0 turns it off)",
-                          file=sys.stderr)
+                say(f"self-conditioning: the GAN is conditioned on {k} k-means clusters of the training "
+                    f"images, no labels used ({time.perf_counter() - t:.0f} s; --clusters 0 turns it off)", quiet)
         return Prepared(pre, task, Split(inputs, y, np.arange(len(x))), None, None)
 
-    def make_optimizer(self, model, cfg):
+    def optimizer(self, model, cfg):
         """Adam(beta1 = 0.5) with one parameter group per player (DCGAN settings)."""
         import torch
 
@@ -153,21 +154,43 @@ class GenerateImages:
                                  {"params": list(model.discriminator.parameters()), "name": "discriminator"}],
                                 lr=lr, betas=(0.5, 0.999), foreach=True)
 
-    def step_fn(self, loop) -> None:
-        """One discriminator update, then one generator update, on the loop's batch of real images."""
+    def step(self, loop) -> None:
+        """One discriminator update, then one generator update, on the loop's batch of real images; each goes
+        through the loop's backward, gradient clipping and optimizer step (the other player has no gradient,
+        so the shared optimizer leaves it as it is)."""
         import torch
 
-        from ..models.gan import gan_step
-
         gan = loop.model
+        G, D, real = gan.generator, gan.discriminator, loop.inputs[0]
         labels = loop.y if self.out_dim or self.clusters else None
-        loop.gan_stats = gan_step(gan.generator, gan.discriminator, loop.optimizer, loop.optimizer,
-                                  loop.inputs[0], labels, bf16=loop.bf16)
+        z = torch.randn(real.shape[0], G.z_dim).to(real.device)
+        d_loss, fake, logits_real, logits_fake = discriminator_loss(G, D, real, labels, z, loop.autocast)
+        loop.loss = d_loss
+        loop.backward_and_step()
+        D.requires_grad_(False)  # G's step needs gradients through D, not for D's weights
+        try:
+            loop.loss = g_loss = generator_loss(D, fake, labels, loop.autocast)
+            loop.backward_and_step()
+        finally:
+            D.requires_grad_(True)
+        loop.gan_stats = gan_stats(d_loss, g_loss, logits_real, logits_fake)
         gan.update_ema(loop.step)
         loop.loss = torch.tensor(loop.gan_stats["g_loss"])
 
     def callbacks(self, cfg, run_dir: Path) -> list:
         return [GanMonitor(Path(run_dir), cfg.seed, self.out_dim)]
+
+    # ---- the verbs of a finished run: samples (tasks/sampling.py)
+    def sample(self, run, n: int = 64, label: Any = None, seed: int = 0, truncation: float | None = None):
+        from .sampling import sample
+
+        return sample(run, n, label, seed, truncation)
+
+    def save_samples(self, run, out, n: int = 64, label: Any = None, seed: int = 0,
+                     truncation: float | None = None):
+        from .sampling import save_samples
+
+        return save_samples(run, out, n, label, seed, truncation)
 
 
 def image_clusters(x: np.ndarray, k: int, seed: int = 0, fit_on: int = 20_000) -> np.ndarray:
@@ -225,8 +248,6 @@ class GanMonitor:
     def on_epoch_end(self, loop) -> None:
         import torch
 
-        from ..models.gan import gan_warnings, sample_diversity, save_grid
-
         h = loop.history[-1]
         h.update({k: v / max(1, self.count) for k, v in self.sums.items()})
         self.sums, self.count = dict.fromkeys(self.KEYS, 0.0), 0
@@ -261,10 +282,115 @@ class GanMonitor:
             kind = w.split(":")[0][:40]
             if kind not in self.warned:
                 self.warned.append(kind)
-                print(f"warning: {w}", file=sys.stderr)
+                say(f"warning: {w}")
 
     def state_dict(self) -> dict:
         return {"sums": dict(self.sums), "count": self.count, "warned": list(self.warned)}
 
     def load_state_dict(self, state: dict) -> None:
         self.sums, self.count, self.warned = dict(state["sums"]), state["count"], list(state["warned"])
+
+
+# ---- the two-player update, health metrics and sample grids
+def default_gan_optimizers(G, D, lr: float = 2e-4, betas: tuple[float, float] = (0.5, 0.999)):
+    """Adam with the DCGAN paper's settings for both networks: (opt_g, opt_d)."""
+    import torch
+
+    return (torch.optim.Adam(G.parameters(), lr=lr, betas=betas, foreach=True),
+            torch.optim.Adam(D.parameters(), lr=lr, betas=betas, foreach=True))
+
+
+def discriminator_loss(G, D, real, labels=None, z=None, autocast=contextlib.nullcontext):
+    """The discriminator's loss on a real batch and fakes of noise z: (d_loss, fake, logits_real, logits_fake)."""
+    import torch
+    import torch.nn.functional as F
+
+    b, device = real.shape[0], real.device
+    ones, zeros = torch.ones(b, device=device), torch.zeros(b, device=device)
+    with autocast():
+        fake = G(z, labels)
+        logits_real, logits_fake = D(real, labels).float(), D(fake.detach(), labels).float()
+        d_loss = F.binary_cross_entropy_with_logits(logits_real, ones) + \
+            F.binary_cross_entropy_with_logits(logits_fake, zeros)
+    return d_loss, fake, logits_real, logits_fake
+
+
+def generator_loss(D, fake, labels=None, autocast=contextlib.nullcontext):
+    """The non-saturating generator loss -log D(G(z)) of fakes."""
+    import torch
+    import torch.nn.functional as F
+
+    with autocast():
+        return F.binary_cross_entropy_with_logits(D(fake, labels).float(), torch.ones(len(fake), device=fake.device))
+
+
+def gan_stats(d_loss, g_loss, logits_real, logits_fake) -> dict[str, float]:
+    return {"d_loss": d_loss.item(), "g_loss": g_loss.item(), "d_real": logits_real.detach().sigmoid().mean().item(),
+            "d_fake": logits_fake.detach().sigmoid().mean().item()}
+
+
+def gan_step(G, D, opt_g, opt_d, real, labels=None, z_dim: int | None = None, generator=None,
+             bf16: bool = False) -> dict[str, float]:
+    """One non-saturating GAN update outside the loop (two optimizers): a D step, then a G step.
+
+    The loop's step is GenerateImages.step, on the same losses. Returns d_loss, g_loss, d_real, d_fake."""
+    import torch
+
+    z = torch.randn(real.shape[0], z_dim or G.z_dim, generator=generator).to(real.device)
+
+    def amp():
+        return torch.autocast(real.device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+
+    d_loss, fake, lr_, lf = discriminator_loss(G, D, real, labels, z, amp)
+    opt_d.zero_grad(set_to_none=True)
+    d_loss.backward()
+    opt_d.step()
+    D.requires_grad_(False)
+    try:
+        g_loss = generator_loss(D, fake, labels, amp)
+        opt_g.zero_grad(set_to_none=True)
+        g_loss.backward()
+        opt_g.step()
+    finally:
+        D.requires_grad_(True)
+    return gan_stats(d_loss, g_loss, lr_, lf)
+
+
+def sample_diversity(images) -> float:
+    """Mean pairwise L2 distance between samples, divided by sqrt(pixels): an RMS per-pixel difference.
+
+    Near 0 means the generator makes the same image over and over (mode collapse); real MNIST scaled to
+    [-1, 1] gives about 0.8.
+    """
+    import torch
+
+    if images.shape[0] < 2:
+        raise ValueError("sample_diversity needs at least 2 images.")
+    flat = images.detach().float().flatten(1)
+    n, d = flat.shape
+    with torch.no_grad():
+        dist = torch.cdist(flat, flat)
+    return (dist.sum() / (n * (n - 1)) / math.sqrt(d)).item()
+
+
+def gan_warnings(history: list[dict], patience: int = 3) -> list[str]:
+    """Plain-English warnings from per-epoch GAN metrics (keys of `gan_step`, plus optional "diversity")."""
+    warnings = []
+    if any(not math.isfinite(v) for h in history for v in h.values() if isinstance(v, float)):
+        warnings.append("A loss became NaN or infinite: lower the learning rate or turn off bf16.")
+    div = [h["diversity"] for h in history if "diversity" in h]
+    if len(div) >= 3:
+        early = max(div[: max(1, min(3, len(div) // 2))])
+        if div[-1] < 0.5 * early:
+            warnings.append(
+                f"Possible mode collapse: sample diversity fell to {div[-1]:.3f} from {early:.3f} early on, so the "
+                "generator is making near-identical images. Try spectral norm in the discriminator, a lower "
+                "learning rate, or resuming from an earlier checkpoint.")
+    last = history[-patience:]
+    if len(last) == patience and all(
+            h["d_real"] > 0.9 and h["d_fake"] < 0.1 for h in last) and last[-1]["g_loss"] > last[0]["g_loss"]:
+        warnings.append(
+            f"The discriminator is winning outright: for {patience} epochs it scores real images near 1 and fakes "
+            "near 0 while the generator's loss keeps climbing, so the generator gets little useful signal. Try "
+            "spectral norm, a smaller discriminator or its learning rate, or label smoothing.")
+    return warnings

@@ -13,7 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DataError
+from ..config import describe_defaults, fill_defaults
+from ..errors import ConfigError, DataError, say
+from .base import Task
 
 # settings the language model uses unless the user sets them: a small GPT (4 layers, 64 wide) trained for two
 # epochs at a high rate with small batches reaches a lower Tiny Shakespeare validation loss in about half the
@@ -23,7 +25,7 @@ DEFAULTS = {"tokenizer": "char", "block_size": 64, "d_model": 64, "layers": 4, "
             "schedule": "cosine"}
 
 
-class Generate:
+class Generate(Task):
     name = "generate"
     monitor = ("loss", "min")
 
@@ -40,21 +42,17 @@ class Generate:
         """Tokenize the corpus, hold out its end, and cut views of block_size windows (see the module doc)."""
         import torch
 
-        from ..api import say
-        from ..data.prepare import Prepared, Split
-        from ..data.textpre import CorpusPre, train_tokenizer
+        from ..data import Data, Prepared, Split
+        from ..data.textpre import CorpusPre
 
         if data.kind != "corpus":
             raise DataError(f"the generate task learns from a text corpus, but the data is {data.kind} data; "
                             "give a .txt file.")
-        changed = fill_defaults(cfg, DEFAULTS)
-        if changed:
-            say("language-model defaults: " + ", ".join(f"{k} {v}" for k, v in changed.items())
-                + " (set them to override)", quiet)
+        say(describe_defaults("language-model defaults", fill_defaults(cfg, DEFAULTS)), quiet)
         text: str = data.x
         cut = int(len(text) * (1 - cfg.val_fraction))
         train_text, val_text = text[:cut], text[cut:]
-        pre = CorpusPre(train_tokenizer([train_text], cfg.tokenizer, cfg.vocab_size), cfg.block_size)
+        pre = CorpusPre.fit(Data("corpus", train_text, None), cfg)
         train_ids, val_ids = pre.encode(train_text), pre.encode(val_text)
         unk = int((val_ids == pre.tokenizer.unk_id).sum())
         if unk:
@@ -107,6 +105,34 @@ class Generate:
     def describe(self) -> str:
         return f"generate (next token of {self.vocab_size})"
 
+    def generate(self, run: Any, prompt: str = "\n", tokens: int = 200, temperature: float = 1.0,
+                 top_k: int | None = None, seed: int | None = None) -> str:
+        """The prompt followed by `tokens` sampled tokens, decoded to text (KV cache, temperature, top-k)."""
+        import torch
+
+        if tokens < 1:
+            raise ConfigError(f"tokens must be at least 1 (got {tokens}).")
+        if not temperature > 0:
+            raise ConfigError(f"temperature must be above 0 (got {temperature}); use --top-k 1 for greedy decoding.")
+        if top_k is not None and top_k < 1:
+            raise ConfigError(f"top_k must be at least 1 (got {top_k}); leave it out to sample from every token.")
+        tok = run.pre.tokenizer
+        if not prompt:
+            prompt = "\n"
+        try:
+            ids = run.pre.encode(prompt, strict=tok.kind == "char").tolist()
+        except ValueError as e:
+            raise DataError(f"the prompt cannot be encoded: {e}") from None
+        if not ids:
+            raise DataError(f"the prompt {prompt!r} gives no tokens; give some text.")
+        model = run.model.eval()
+        device = next(model.parameters()).device
+        generator = torch.Generator(device=device)
+        generator.manual_seed(run.config.seed if seed is None else seed)
+        idx = torch.tensor([ids], dtype=torch.long, device=device)
+        out = model.generate(idx, tokens, temperature=temperature, top_k=top_k, use_cache=True, generator=generator)
+        return tok.decode(out[0].tolist())
+
 
 def windows(ids, block: int, n: int, offset: int):
     """n inputs and targets of `block` ids starting at offset, offset + block, ...: views, not copies."""
@@ -129,12 +155,3 @@ class ShiftWindows:
 
     def load_state_dict(self, state: dict) -> None:
         pass
-
-
-def fill_defaults(cfg: Any, defaults: dict) -> dict:
-    """Set each setting the user did not give (not in cfg.model_fields_set) to the task's default."""
-    given = cfg.model_fields_set
-    changed = {k: v for k, v in defaults.items() if k not in given and getattr(cfg, k) != v}
-    for k, v in changed.items():
-        setattr(cfg, k, v)
-    return changed

@@ -8,34 +8,21 @@ used to report AUROC and average precision on the test split.
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, say
+from .base import Task
 
 BINARY_LABELS = ({"0", "1"}, {"False", "True"})
 
 
-def split_vae_output(out, latent: int):
-    """(recon [B, D], mu [B, latent], logvar [B, latent]) from a VAE's packed output [B, D + 2 * latent]."""
-    d = out.shape[1] - 2 * latent
-    return out[:, :d], out[:, d:d + latent], out[:, d + latent:]
-
-
 def vae_terms(x, out, latent: int, likelihood: str = "mse"):
-    """Per-sample reconstruction term and KL(q(z|x) || N(0, I)) [B] of a packed VAE output; x is the target."""
-    import torch.nn.functional as F
+    """Per-sample reconstruction term and KL of a packed VAE output (models/autoencoder.py)."""
+    from ..models.autoencoder import vae_terms as terms
 
-    recon, mu, logvar = split_vae_output(out.float(), latent)
-    x = x.float().flatten(1)
-    if likelihood == "mse":
-        rec = (recon - x).pow(2).sum(1)
-    else:
-        rec = F.binary_cross_entropy_with_logits(recon, x, reduction="none").sum(1)
-    kl = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(1)
-    return rec, kl
+    return terms(x, out, latent, likelihood)
 
 
 def one_hot_targets(inputs: tuple, cat_sizes: list[int]) -> np.ndarray:
@@ -52,11 +39,12 @@ def one_hot_targets(inputs: tuple, cat_sizes: list[int]) -> np.ndarray:
     return np.concatenate(blocks, 1)
 
 
-class Reconstruct:
+class Reconstruct(Task):
     """Rebuild the input: mean squared error for autoencoders, the negative ELBO for a VAE."""
 
     name = "reconstruct"
     monitor = ("mse", "min")
+    threshold: float | None = None  # anomaly runs: the score above which a sample is flagged
 
     def __init__(self, dim: int = 0, variational: bool = False, latent: int = 0, cat_sizes: list | None = None,
                  **_: Any):
@@ -121,28 +109,28 @@ class Reconstruct:
     @classmethod
     def prepare(cls, cfg, data, quiet: bool = False):
         """Split without needing labels; the target of each split is its input. Anomaly: see Anomaly."""
-        from ..data.prepare import ArrayPre, Prepared, Split, split_indices
-        from ..data.tables import TablePre
+        from ..data.prepare import Prepared, Split, split_indices
+        from ..data.registry import preprocessor_class
 
         if cfg.task != "anomaly" and cfg.normal_class is not None:
             raise ConfigError("normal_class is a setting of --task anomaly; drop it or use --task anomaly.")
         _check_model(cfg)
-        if data.kind == "table" and cfg.target is None and data.target is not None and not quiet:
-            print(f"{cfg.task}: every column is an input, {data.target!r} too (name a label column with --target "
-                  "to evaluate against it)", file=sys.stderr)
+        if data.kind == "table" and cfg.target is None and data.target is not None:
+            say(f"{cfg.task}: every column is an input, {data.target!r} too (name a label column with --target "
+                "to evaluate against it)", quiet)
         data = all_columns(data, cfg)
         task = cls.from_settings(cfg)
         labels = data.y
-        flags = task.fit_labels(labels, cfg) if isinstance(task, Anomaly) else None
+        flags = task.fit_labels(labels, cfg)
         strat = flags if flags is not None else np.zeros(len(data), np.int64)
-        test = all_columns(_load_extra(cfg.test, cfg, data), cfg) if cfg.test else data.test
+        test = all_columns(data.test, cfg)
         if test is None:
             rest, test_idx = split_indices(strat, cfg.test_fraction, cfg.seed, True)
         else:
             rest, test_idx = np.arange(len(data)), None
         if flags is not None:  # train and validate on normal samples only
             rest = rest[flags[rest] == 0]
-        val = all_columns(_load_extra(cfg.validation, cfg, data), cfg) if cfg.validation else None
+        val = all_columns(data.validation, cfg)
         if val is None:
             tr, va = split_indices(np.zeros(len(rest), np.int64), cfg.val_fraction, cfg.seed + 1, False)
             train_idx, val_idx = rest[tr], rest[va]
@@ -150,14 +138,14 @@ class Reconstruct:
             train_idx, val_idx = rest, None
             if flags is not None and val.y is not None:
                 val = _subset(val, task.anomaly_flags(val.y) == 0)
-        if isinstance(task, Anomaly) and val is None and not len(val_idx):
+        if task.threshold_on_validation and val is None and not len(val_idx):
             raise ConfigError("the anomaly threshold is chosen on validation data, but there is none "
                               "(val_fraction is 0 and no --validation); set --val-fraction 0.1 or give "
                               "--validation DATA.")
         if len(train_idx) < 2:
             raise DataError(f"only {len(train_idx)} training sample(s) left after splitting; give more data.")
         sub = _subset(data, train_idx)
-        pre = TablePre.fit(sub.x) if data.kind == "table" else ArrayPre.fit(sub)
+        pre = preprocessor_class(data.kind).fit(sub, cfg)
         spec = pre.spec()
         task.dim = spec["n_num"] + sum(spec["cat_sizes"]) if spec["kind"] == "table" else int(np.prod(spec["shape"]))
         task.cat_sizes = list(spec["cat_sizes"]) if spec["kind"] == "table" else []
@@ -168,22 +156,71 @@ class Reconstruct:
                 raise DataError(f"the training data is {data.kind} data but the extra data is {d.kind}; give "
                                 "the same kind.")
             inputs = pre.transform(d.x)
-            y = task.targets(inputs, d.y if with_labels else None)
-            s = Split(inputs, y, idx)
-            s.labels = d.y
-            return s
+            return Split(inputs, task.targets(inputs, d.y if with_labels else None), idx, d.y)
 
         train = split(data, train_idx)
         va = split(val) if val is not None else (split(data, val_idx) if len(val_idx) else None)
         te = split(test, None, True) if test is not None else (
             split(data, test_idx, True) if len(test_idx) else None)
-        if isinstance(task, Anomaly):
-            task.say_counts(train, va, te, quiet)
+        task.say_counts(train, va, te, quiet)
         return Prepared(pre, task, train, va, te)
 
     @classmethod
     def from_settings(cls, cfg):
         return cls(variational=cfg.model in ("vae", "conv_vae"), latent=cfg.latent)
+
+    threshold_on_validation = False  # Anomaly: the threshold is set on validation data
+
+    def fit_labels(self, labels: np.ndarray | None, cfg) -> np.ndarray | None:
+        """0/1 anomaly flags of the training labels (Anomaly); None: every sample is trained on."""
+        return None
+
+    def say_counts(self, train, val, test, quiet: bool) -> None:
+        pass
+
+    def truth(self, labels: np.ndarray) -> np.ndarray | None:
+        """0 (normal) / 1 (anomaly) per label where the labels say which is which; None otherwise."""
+        return None
+
+    # ---- evaluating on given data, and the verbs of a finished run (tasks/embed.py, tasks/sampling.py)
+    def labelled(self, run, data) -> tuple[tuple, np.ndarray]:
+        """The target is the input itself (plus the anomaly flag where the labels give one)."""
+        from .embed import inputs_of
+
+        inputs, labels = inputs_of(run, data)
+        return inputs, self.targets(inputs, labels)
+
+    def embed(self, run, data=None, **options):
+        from .embed import embed
+
+        return embed(run, data, **options)
+
+    def cluster(self, run, data=None, k: int = 10, **options):
+        from .embed import cluster
+
+        return cluster(run, data, k, **options)
+
+    def score(self, run, data=None, **options):
+        from .embed import score
+
+        return score(run, data, **options)
+
+    def sample(self, run, n: int = 64, label=None, seed: int = 0, truncation: float | None = None):
+        """Images decoded from the prior (a VAE on images); other autoencoders cannot sample."""
+        if not self.variational:
+            return super().sample(run, n, label, seed, truncation)
+        from .sampling import check_generative, sample
+
+        check_generative(run)
+        return sample(run, n, label, seed, truncation)
+
+    def save_samples(self, run, out, n: int = 64, label=None, seed: int = 0, truncation: float | None = None):
+        if not self.variational:
+            return super().sample(run, n, label, seed, truncation)
+        from .sampling import check_generative, save_samples
+
+        check_generative(run)
+        return save_samples(run, out, n, label, seed, truncation)
 
 
 class Anomaly(Reconstruct):
@@ -195,6 +232,7 @@ class Anomaly(Reconstruct):
     """
 
     name = "anomaly"
+    threshold_on_validation = True
 
     def __init__(self, dim: int = 0, variational: bool = False, latent: int = 0, cat_sizes: list | None = None,
                  fpr: float = 0.05, threshold: float | None = None, normal_class: str | None = None,
@@ -254,6 +292,8 @@ class Anomaly(Reconstruct):
 
     # ---- metrics
     def metrics(self, out, y) -> dict[str, float]:
+        from .embed import detection_metrics
+
         m = super().metrics(out, y)
         _, _, labels = self._parts(out, y)
         scores = self.scores(out, y).cpu().numpy()
@@ -270,6 +310,12 @@ class Anomaly(Reconstruct):
                            "flagged": float((scores > self.threshold).mean())}
         return self.threshold
 
+    def truth(self, labels: np.ndarray) -> np.ndarray | None:
+        try:
+            return self.anomaly_flags(labels)
+        except DataError:
+            return None
+
     def callbacks(self, cfg, run_dir) -> list:
         return [Threshold(self, verbose=cfg.progress)]
 
@@ -281,25 +327,7 @@ class Anomaly(Reconstruct):
             n_anom = int(test.y[:, -1].sum())
             parts.append(f"test: {len(test) - n_anom} normal, {n_anom} anomalous")
         normal = f" (normal class {self.normal_class!r})" if self.normal_class is not None else ""
-        print(f"anomaly{normal}: " + "; ".join(parts), file=sys.stderr)
-
-
-def detection_metrics(scores: np.ndarray, labels: np.ndarray, threshold: float | None) -> dict[str, float]:
-    """AUROC and average precision of scores against 0/1 labels (1 = anomaly); rates at the threshold."""
-    from sklearn.metrics import average_precision_score, roc_auc_score
-
-    labels = np.asarray(labels).astype(int)
-    m: dict[str, float] = {}
-    if 0 < labels.sum() < len(labels):
-        m["auroc"] = float(roc_auc_score(labels, scores))
-        m["average_precision"] = float(average_precision_score(labels, scores))
-    if threshold is not None:
-        flag = scores > threshold
-        if labels.any():
-            m["tpr"] = float(flag[labels == 1].mean())
-        if (labels == 0).any():
-            m["fpr"] = float(flag[labels == 0].mean())
-    return m
+        say(f"anomaly{normal}: " + "; ".join(parts))
 
 
 class Threshold:
@@ -314,9 +342,8 @@ class Threshold:
         inputs, y = loop.val
         scores = self.task.scores(loop.outputs(inputs), y).cpu().numpy()
         t = self.task.set_threshold(scores)
-        if self.verbose:
-            print(f"anomaly threshold {t:.4g}: flags {self.task.val_scores['flagged']:.1%} of {len(scores)} "
-                  f"normal validation samples (fpr={self.task.fpr})", file=sys.stderr)
+        say(f"anomaly threshold {t:.4g}: flags {self.task.val_scores['flagged']:.1%} of {len(scores)} "
+            f"normal validation samples (fpr={self.task.fpr})", not self.verbose)
 
     def state_dict(self) -> dict:
         return {}
@@ -330,7 +357,7 @@ def all_columns(d, cfg):
     """Without --target, every column of a table is an input: undo the loader's default target (last column)."""
     if d is None or d.kind != "table" or cfg.target is not None or d.target is None:
         return d
-    from ..data.sources import Data
+    from ..data.base import Data
 
     x = d.x.copy()
     x[d.target] = d.y
@@ -338,15 +365,8 @@ def all_columns(d, cfg):
     return Data("table", x, None, None, test, d.source, [])
 
 
-def _load_extra(source, cfg, like):
-    from ..data import load
-
-    size = like.x.shape[1] if like.kind == "image" and like.x.shape[1] == like.x.shape[2] else None
-    return load(source, target=cfg.target, image_size=size)
-
-
 def _subset(d, idx):
-    from ..data.sources import Data
+    from ..data.base import Data
 
     x = d.x.iloc[idx].reset_index(drop=True) if d.kind == "table" else d.x[idx]
     return Data(d.kind, x, None if d.y is None else np.asarray(d.y)[idx], d.target)

@@ -7,11 +7,12 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError
+from .base import Task
 
 LOSSES = ("mse", "mae", "huber")
 
 
-class Regress:
+class Regress(Task):
     name = "regress"
     monitor = ("rmse", "min")
 
@@ -20,6 +21,10 @@ class Regress:
         if loss not in LOSSES:
             raise DataError(f"loss {loss!r} does not fit regression; use one of {', '.join(LOSSES)}.")
         self.loss_name, self.mean, self.std = loss, mean, std
+
+    @classmethod
+    def create(cls, cfg: Any, y: np.ndarray | None = None, kind: str | None = None, quiet: bool = False) -> Regress:
+        return cls(loss=cfg.loss)
 
     @property
     def out_dim(self) -> int:

@@ -1,26 +1,26 @@
-"""Drawing samples from a trained generative run, and mixing them into a classifier's training data.
+"""Drawing images from a trained generative run (a GAN, or a VAE on images), and mixing them into a
+classifier's training data.
 
 `sample(run, 64, label=7)` returns images in the same form as the data the run was trained on (uint8
-pixels for uint8 images); `add_synthetic` is what `--synthetic 2x --synthetic-from RUN` does.
+pixels for uint8 images); `add_synthetic` is what `--synthetic 2x --synthetic-from RUN` does (options.py).
 """
 
 from __future__ import annotations
 
 import math
-import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .errors import ConfigError, DataError, RunError
+from ..errors import ConfigError, DataError, RunError, say
 
 GRID_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
 def check_generative(run) -> None:
-    """Raise a clear error when `run` cannot generate (its model has no `sample`)."""
-    if not hasattr(run.model, "sample") or run.pre.spec().get("kind") != "image":
+    """Raise a clear error when `run` cannot make images (image data and a model that samples)."""
+    if run.pre.spec().get("kind") != "image":
         raise RunError(f"run {str(run.path)!r} is not generative (task {run.info.get('task', '?')}, model "
                        f"{run.info.get('model', '?')}); sample from a run trained with --task generate --model gan.")
 
@@ -29,11 +29,8 @@ def _labels(run, n: int, label: Any):
     """Class indices for `n` samples: all `label`, or cycling through the classes when conditional."""
     import torch
 
-    out_dim = getattr(run.model, "n_classes", 0) or 0
+    out_dim = run.task.out_dim if run.task.classes else 0
     if label is not None:
-        if not hasattr(run.task, "class_index"):
-            raise ConfigError("this generator is unconditional, so it cannot draw a chosen label; sample "
-                              "without --label.")
         return torch.full((n,), run.task.class_index(label), dtype=torch.long)
     return torch.arange(n) % out_dim if out_dim else None
 
@@ -96,8 +93,6 @@ def save_samples(run, out: str | Path, n: int = 64, label: Any = None, seed: int
 
     Everything is checked before anything is written.
     """
-    from .models.gan import save_grid
-
     out = Path(out)
     suffix = out.suffix.lower()
     if suffix not in GRID_SUFFIXES + (".npz",):
@@ -114,7 +109,7 @@ def save_samples(run, out: str | Path, n: int = 64, label: Any = None, seed: int
     if images.shape[1] not in (1, 3):
         raise ConfigError(f"a grid needs 1 or 3 channels but the samples have {images.shape[1]}; write an .npz.")
     conditional = labels is not None and label is None
-    k = getattr(run.model, "n_classes", 0)
+    k = run.task.out_dim if run.task.classes else 0
     nrow = k if conditional and k <= 10 else math.ceil(math.sqrt(n))
     import torch
 
@@ -138,28 +133,17 @@ def parse_amount(text: str, n_train: int) -> int:
     return n
 
 
-def add_synthetic(cfg, prepared, quiet: bool = False):
-    """Append labelled samples of the conditional generator at cfg.synthetic_from to the training split only.
-
-    Labels follow the class frequencies of the real training split; validation and test stay real.
-    """
+def add_synthetic(cfg, prepared, gen, quiet: bool = False):
+    """Append labelled samples of the conditional generator `gen` (the run at cfg.synthetic_from) to the
+    training split only. Labels follow the class frequencies of the real training split; validation and test
+    stay real."""
     import torch
 
-    from .data import Split
-    from .run import Run
+    from ..data import Split
 
-    if not cfg.synthetic_from:
-        raise ConfigError("--synthetic needs --synthetic-from RUN, a run of a conditional GAN to draw from.")
-    if not cfg.synthetic:
-        raise ConfigError("--synthetic-from needs --synthetic, how many images to add (e.g. 2x or 5000).")
     task = prepared.task
-    if getattr(task, "name", None) != "classify":
-        raise ConfigError(f"synthetic data is for classification; this run's task is {task.name}.")
-    if prepared.pre.spec().get("kind") != "image":
-        raise ConfigError("synthetic data from a generator needs image data to train on.")
-    gen = Run.load(cfg.synthetic_from)
-    check_generative(gen)
-    if not getattr(gen.model, "n_classes", 0):
+    gen.task.sample(gen, 1)  # a run that cannot generate says so
+    if not gen.task.classes:
         raise ConfigError(f"run {cfg.synthetic_from!r} is unconditional, so its samples have no labels; train the "
                           "generator with --conditional.")
     have, want = list(gen.pre.spec()["shape"]), list(prepared.pre.spec()["shape"])
@@ -182,8 +166,25 @@ def add_synthetic(cfg, prepared, quiet: bool = False):
     x_syn = prepared.pre.transform(to_data_units(gen, images))
     train = prepared.train
     inputs = tuple(np.concatenate([a, b]) for a, b in zip(train.inputs, x_syn))
-    if not quiet:
-        print(f"synthetic: added {n} images from {cfg.synthetic_from} to the {len(train)} real training images "
-              "(validation and test stay real)", file=sys.stderr)
+    say(f"synthetic: added {n} images from {cfg.synthetic_from} to the {len(train)} real training images "
+        "(validation and test stay real)", quiet)
     prepared.train = Split(inputs, np.concatenate([y_train, y_syn.astype(y_train.dtype)]), None)
     return prepared
+
+
+def save_grid(images, path: str | Path, nrow: int = 8, padding: int = 2) -> None:
+    """Write images [N, C, H, W] in [-1, 1] (C = 1 or 3) as one PNG grid, `nrow` images per row."""
+    import torch
+    from PIL import Image
+
+    n, c, h, w = images.shape
+    if c not in (1, 3):
+        raise ValueError(f"save_grid needs 1 or 3 channels, got {c}.")
+    pix = ((images.detach().float().cpu() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+    rows = math.ceil(n / nrow)
+    grid = torch.zeros(c, rows * (h + padding) + padding, nrow * (w + padding) + padding, dtype=torch.uint8)
+    for i in range(n):
+        y, x = padding + (i // nrow) * (h + padding), padding + (i % nrow) * (w + padding)
+        grid[:, y:y + h, x:x + w] = pix[i]
+    arr = grid.permute(1, 2, 0).numpy()
+    Image.fromarray(arr[:, :, 0] if c == 1 else arr).save(path)

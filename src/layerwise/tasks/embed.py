@@ -18,10 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ConfigError, DataError, RunError
+from ..errors import ConfigError, DataError
 
 MAPS = ("pca", "tsne", "umap")
-TABLE_SUFFIXES = (".csv", ".tsv", ".tab", ".txt", ".parquet")
 
 
 def embed(run, data: Any = None, out: str | Path | None = None, plot: str | Path | None = None,
@@ -127,26 +126,18 @@ def score(run, data: Any = None, out: str | Path | None = None, target: str | No
     Returns {"score", "flag", "threshold", "labels"} plus AUROC and average precision when the data has
     labels that say which samples are normal. `out` saves one row per sample as CSV.
     """
-    from .tasks.reconstruct import detection_metrics
-
-    task = run.task
-    if not hasattr(task, "scores"):
-        raise RunError(f"run {str(run.path)!r} is a {task.name} run; scores need a run trained with --task anomaly "
-                       "(or reconstruct).")
+    task = run.task  # a Reconstruct or Anomaly task (its score verb calls this)
     inputs, labels = inputs_of(run, data, target)
     y = task.targets(inputs)
     out_t = run.outputs(inputs)
     import torch
 
     scores = task.scores(out_t, torch.as_tensor(np.asarray(y))).cpu().numpy().astype(np.float64)
-    threshold = getattr(task, "threshold", None)
+    threshold = task.threshold
     flags = scores > threshold if threshold is not None else None
     result: dict[str, Any] = {"score": scores, "flag": flags, "threshold": threshold, "labels": labels}
-    if labels is not None and hasattr(task, "anomaly_flags"):
-        try:
-            truth = task.anomaly_flags(labels)
-        except DataError:
-            truth = None  # labels that do not say what is normal: no detection metrics
+    if labels is not None:
+        truth = task.truth(labels)  # None: labels that do not say what is normal, so no detection metrics
         if truth is not None:
             result.update(detection_metrics(scores, truth, threshold))
     if out is not None:
@@ -164,11 +155,7 @@ def score(run, data: Any = None, out: str | Path | None = None, target: str | No
 
 # ---- helpers
 def _encoder(run):
-    encode_fn = getattr(run.model, "encode", None)
-    if not callable(encode_fn):
-        raise RunError(f"run {str(run.path)!r} has no encoder (model {run.info.get('model')!r}); embeddings need a "
-                       "run trained with --task reconstruct --model autoencoder, conv_autoencoder, vae or conv_vae.")
-    return encode_fn
+    return run.model.encode  # every autoencoder of models/autoencoder.py has one
 
 
 def encode(run, encoder, inputs: tuple, batch_size: int = 1024) -> np.ndarray:
@@ -191,60 +178,17 @@ def encode(run, encoder, inputs: tuple, batch_size: int = 1024) -> np.ndarray:
 def inputs_of(run, data: Any, target: str | None = None) -> tuple[tuple, np.ndarray | None]:
     """Preprocessed inputs and raw labels (or None) of `data`; None means the run's own test split."""
     if data is None:
-        from .api import prepare_data
-
-        if not run.config.data:
-            raise DataError("this run was trained on in-memory data; pass the data, e.g. run.embed(X).")
-        prepared = prepare_data(run.config, quiet=True)
+        prepared = run.prepared()
         split = prepared.test or prepared.val or prepared.train
-        return split.inputs, getattr(split, "labels", None)
-    d = _as_data(run, data, target)
+        return split.inputs, split.labels
+    from ..data.sources import read_labelled
+
+    d = read_labelled(data, run.pre, target or run.config.target, run.config.target)
     if d.test is not None:
         d = d.test
     if len(d) == 0:
         raise DataError("the data has no samples; give at least one.")
-    return run._transform(d), d.y
-
-
-def _as_data(run, data: Any, target: str | None = None):
-    """Data of the kind the run was trained on; for tables the run's target column (if any) holds the labels."""
-    import pandas as pd
-
-    from .data import Data, load
-    from .data.builtin import NAMES
-    from .data.predict_inputs import to_data
-    from .data.tables import read_table
-
-    target = target or run.config.target
-    if isinstance(data, Data):
-        return data
-    if isinstance(data, (str, Path)) and Path(data).suffix.lower() in TABLE_SUFFIXES and Path(data).is_file():
-        data = read_table(Path(data))
-    if isinstance(data, pd.DataFrame):
-        x = data.copy()
-        if target is not None and target != run.config.target and target not in x.columns:
-            raise DataError(f"the table has no column {target!r}; its columns are: {', '.join(map(str, x.columns))}.")
-        y = x.pop(target).to_numpy() if target is not None and target in x.columns else None
-        return Data("table", x.reset_index(drop=True), y, target)
-    if isinstance(data, (str, Path)) and Path(data).suffix.lower() == ".npz" and Path(data).is_file():
-        with np.load(data, allow_pickle=False) as z:
-            if not {"y", "y_train", "y_test"} & set(z.files):  # inputs only, no labels
-                return to_data(data, run.pre, target)
-    if isinstance(data, tuple) and len(data) == 2 and not isinstance(data[0], (str, Path)):
-        return load(data)
-    if isinstance(data, (str, Path)) and (str(data).lower() in NAMES or Path(data).is_dir()
-                                          or Path(data).suffix.lower() == ".npz"):
-        shape = run.pre.spec().get("shape", [])
-        size = shape[1] if len(shape) == 3 and shape[1] == shape[2] else None
-        if Path(data).is_dir():
-            from .data.images import read_images, scan_folder
-
-            files, labels = scan_folder(Path(data))
-            x, kept = read_images(files, (shape[1], shape[2]) if len(shape) == 3 else None,
-                                  shape[0] if len(shape) == 3 else None)
-            return Data("image", x, np.array(labels)[kept])
-        return load(data, image_size=size)
-    return to_data(data, run.pre, target)
+    return run.transform(d), d.y
 
 
 def project(z: np.ndarray, method: str = "pca", seed: int = 0) -> np.ndarray:
@@ -313,3 +257,21 @@ def _savable(labels: np.ndarray) -> np.ndarray:
 
 def _parent(path: str | Path) -> None:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
+
+
+def detection_metrics(scores: np.ndarray, labels: np.ndarray, threshold: float | None) -> dict[str, float]:
+    """AUROC and average precision of scores against 0/1 labels (1 = anomaly); rates at the threshold."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    labels = np.asarray(labels).astype(int)
+    m: dict[str, float] = {}
+    if 0 < labels.sum() < len(labels):
+        m["auroc"] = float(roc_auc_score(labels, scores))
+        m["average_precision"] = float(average_precision_score(labels, scores))
+    if threshold is not None:
+        flag = scores > threshold
+        if labels.any():
+            m["tpr"] = float(flag[labels == 1].mean())
+        if (labels == 0).any():
+            m["fpr"] = float(flag[labels == 0].mean())
+    return m
