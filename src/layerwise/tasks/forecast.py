@@ -210,18 +210,11 @@ def _few_windows(cfg: Any, n: int, given: set, steps: int = 400) -> str | None:
     enough epochs for about `steps` optimizer steps. Returns the sentence to print, or None."""
     if n >= 4 * cfg.batch_size:
         return None
-    changes = {}
-    if "batch_size" not in given:
-        changes["batch_size"] = 16 if n >= 64 else 8
-    batch = changes.get("batch_size", cfg.batch_size)
-    if "epochs" not in given:
-        changes["epochs"] = min(500, max(cfg.epochs, -(-steps // -(-n // batch))))
-    changes = {k: v for k, v in changes.items() if getattr(cfg, k) != v}
-    for k, v in changes.items():
-        setattr(cfg, k, v)
-    if not changes:
-        return None
-    return f"few windows ({n}): " + ", ".join(f"{k} {v}" for k, v in changes.items()) + " (set them to override)"
+    from ..config import describe_defaults, fill_defaults
+
+    batch = cfg.batch_size if "batch_size" in given else (16 if n >= 64 else 8)
+    epochs = min(500, max(cfg.epochs, -(-steps // -(-n // batch))))
+    return describe_defaults(f"few windows ({n})", fill_defaults(cfg, {"batch_size": batch, "epochs": epochs}, given))
 
 
 def _parts(n: int, val_fraction: float, test_fraction: float, horizon: int) -> list[tuple[int, int]]:
