@@ -80,6 +80,24 @@ def test_user_errors_exit_2_without_traceback(args, message, tmp_path):
     assert message in r.stderr and "Traceback" not in r.stderr
 
 
+def test_runs_piped_into_head_exits_quietly(tmp_path):
+    """`layerwise runs | head -1`: the reader closes the pipe early; no 'internal error', no traceback."""
+    import shlex
+
+    for i in range(200):  # ~200 kB of listing: more than a pipe holds, so the writer meets the closed pipe
+        d = tmp_path / f"run{i:03d}"
+        d.mkdir()
+        metrics = {f"metric_{j:02d}": 0.5 for j in range(40)}
+        (d / "run.json").write_text(json.dumps({"model": "mlp", "task": "classify", "status": "done",
+                                                "test_metrics": metrics}))
+        (d / "schema.json").write_text("{}")
+    cmd = f"{shlex.quote(sys.executable)} -m layerwise.cli runs {shlex.quote(str(tmp_path))} | head -1"
+    r = subprocess.run(cmd, shell=True, check=False, capture_output=True, text=True)
+    assert r.stdout.startswith("run ") and r.stdout.count("\n") == 1
+    assert "internal error" not in r.stderr and "Broken" not in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr == ""
+
+
 def test_table_errors(tmp_path):
     import pandas as pd
 

@@ -125,7 +125,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     warnings.showwarning = lambda msg, *a, **k: print(f"warning: {msg}", file=sys.stderr)
     try:
-        return COMMANDS[args.command](args) or 0
+        code = COMMANDS[args.command](args) or 0
+        sys.stdout.flush()  # a closed pipe shows up here, not in the interpreter's exit flush
+        return code
+    except BrokenPipeError:  # the reader went away (`layerwise runs | head -1`): stop quietly
+        _silence_stdout()
+        return 141  # 128 + SIGPIPE, what a shell reports for a command its reader stopped
     except LayerwiseError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code
@@ -138,6 +143,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"internal error: {e.__class__.__name__}: {e} (set LAYERWISE_DEBUG=1 for the traceback; "
               "please report it)", file=sys.stderr)
         return 1
+
+
+def _silence_stdout() -> None:
+    """Point stdout at devnull so that the interpreter's final flush does not fail again (Python docs, 'Note on
+    SIGPIPE')."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout without a file descriptor (replaced in tests)
+        pass
 
 
 def cmd_train(args) -> int:
