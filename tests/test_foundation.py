@@ -80,6 +80,32 @@ def test_user_errors_exit_2_without_traceback(args, message, tmp_path):
     assert message in r.stderr and "Traceback" not in r.stderr
 
 
+@pytest.mark.parametrize("flag, close", [("--batchsize", "--batch-size"), ("--batch_size=8", "--batch-size"),
+                                         ("--lr-decy", "--lr-decay")])
+def test_unknown_flag_suggests_the_closest(flag, close, tmp_path):
+    r = cli("train", "digits", flag, "3", cwd=tmp_path)
+    assert r.returncode == 2
+    assert r.stderr.strip() == f"error: unknown option {flag.split('=')[0]!r}; did you mean {close!r}?"
+
+
+def test_unknown_flag_without_a_close_one_points_to_help(tmp_path):
+    r = cli("evaluate", "r", "--bogus", cwd=tmp_path)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1
+    assert "unknown option '--bogus'" in r.stderr and "layerwise evaluate --help" in r.stderr
+
+
+def test_unknown_setting_suggests_the_closest(tmp_path):
+    from layerwise.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"^unknown setting 'epoch'; did you mean 'epochs'\?$"):
+        lw.train("digits", epoch=3, quiet=True)
+    (tmp_path / "c.yaml").write_text("batchsize: 8\n")
+    r = cli("train", "digits", "--config", str(tmp_path / "c.yaml"), cwd=tmp_path)
+    assert r.returncode == 2 and "unknown setting 'batchsize'; did you mean 'batch_size'?" in r.stderr
+    with pytest.raises(ConfigError, match="valid settings: data, target"):  # nothing close: the whole list
+        lw.train("digits", wibble=3, quiet=True)
+
+
 def test_runs_piped_into_head_exits_quietly(tmp_path):
     """`layerwise runs | head -1`: the reader closes the pipe early; no 'internal error', no traceback."""
     import shlex
