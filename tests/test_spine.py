@@ -184,3 +184,24 @@ def test_anomaly_threshold_is_set_on_the_restored_best_weights(tmp_path):
     val = prepare_data(run.config, quiet=True).val
     scores = run.task.scores(run.outputs(val.inputs), __import__("torch").as_tensor(val.y)).numpy()
     assert run.task.threshold == float(np.quantile(scores, 1 - run.task.fpr, method="higher"))
+
+
+def test_progress_outside_a_terminal_is_one_plain_line_per_epoch(tmp_path):
+    """stderr is a pipe here (as in CI or a log file): no tqdm carriage returns, one summary line per epoch."""
+    r = cli("train", "digits", "--model", "mlp", "--epochs", "2", "--out", str(tmp_path / "r"), "--no-tensorboard")
+    assert r.returncode == 0, r.stderr
+    assert "\r" not in r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if ln.startswith("epoch")]
+    assert [ln.split("  ")[0] for ln in lines] == ["epoch 1/2", "epoch 2/2"], r.stderr
+    assert all(" loss " in ln and "val_accuracy " in ln and ln.endswith(" s") for ln in lines), lines
+
+
+def test_progress_bar_false_prints_the_lines_and_true_draws_the_bar(tmp_path, capsys):
+    from layerwise.fit.callbacks import ProgressBar
+
+    settings = {"model": "mlp", "epochs": 2, "progress": False, "tensorboard": False}
+    lw.train("digits", out=tmp_path / "a", callbacks=[ProgressBar("accuracy", bar=False)], **settings)
+    err = capsys.readouterr().err
+    assert "\r" not in err and sum(ln.startswith("epoch ") for ln in err.splitlines()) == 2, err
+    lw.train("digits", out=tmp_path / "b", callbacks=[ProgressBar("accuracy", bar=True)], **settings)
+    assert "\r" in capsys.readouterr().err  # the tqdm bar, even though stderr is not a terminal
