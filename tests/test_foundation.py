@@ -55,6 +55,21 @@ def test_truncated_checkpoint_falls_back(tmp_path):
     assert state["epoch"] == 1 and "damaged" in notes[0]
 
 
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o027, 0o640)], ids=["022", "027"])
+def test_run_files_follow_the_umask(umask, mode, tmp_path):
+    """Every file of a run gets the mode the user's umask gives (safetensors alone would write 0600)."""
+    import os
+
+    old = os.umask(umask)
+    try:
+        lw.train("digits", model="mlp", epochs=1, out=tmp_path / "r", quiet=True)
+    finally:
+        os.umask(old)
+    files = [f for f in (tmp_path / "r").rglob("*") if f.is_file()]
+    assert {"model.safetensors", "checkpoint.safetensors", "run.json"} <= {f.name for f in files}
+    assert {f.name: oct(f.stat().st_mode & 0o777) for f in files} == {f.name: oct(mode) for f in files}
+
+
 def test_user_module_with_sgd(tmp_path):
     import torch
 

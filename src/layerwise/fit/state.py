@@ -43,14 +43,28 @@ def _unkey(k: Any) -> Any:
     return k["int"] if isinstance(k, dict) else k
 
 
-def save_state(state: dict, path: Path) -> None:
-    """Write state atomically (temp file, fsync, rename); the previous file is kept as *.prev."""
+def new_file_mode() -> int:
+    """The mode an ordinary new file gets under the process umask: 0o644 under umask 022."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def save_safetensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict | None = None) -> None:
+    """safetensors' save_file with the user's umask: save_file writes a private temp file (mode 0600) and
+    renames it, so without the chmod every weights file would be unreadable to the group and others."""
     from safetensors.torch import save_file
 
+    save_file(tensors, str(path), metadata=metadata)
+    os.chmod(path, new_file_mode())
+
+
+def save_state(state: dict, path: Path) -> None:
+    """Write state atomically (temp file, fsync, rename); the previous file is kept as *.prev."""
     tensors: dict[str, torch.Tensor] = {}
     meta = flatten(state, "", tensors)
     tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata={"state": json.dumps(meta)})
+    save_safetensors(tensors, tmp, metadata={"state": json.dumps(meta)})
     with open(tmp, "rb") as f:
         os.fsync(f.fileno())
     if path.exists():
