@@ -55,6 +55,46 @@ def test_truncated_checkpoint_falls_back(tmp_path):
     assert state["epoch"] == 1 and "damaged" in notes[0]
 
 
+def test_finished_checkpoints_shrink_and_the_run_still_extends(tmp_path):
+    """finish_checkpoints drops *.prev and Adam's moments; `resume` with more epochs then trains on, with a
+    fresh optimizer and a one-line note."""
+    from layerwise.fit.state import finish_checkpoints, load_latest
+
+    settings = {"model": "mlp", "quiet": True, "tensorboard": False}
+    first = lw.train("digits", epochs=2, out=tmp_path / "r", **settings).history  # two saves, so a .prev
+    ck, prev = tmp_path / "r" / "checkpoint.safetensors", tmp_path / "r" / "checkpoint.safetensors.prev"
+    weights = (tmp_path / "r" / "model.safetensors").stat().st_size
+    before = ck.stat().st_size
+    assert prev.is_file() and before > 2.5 * weights  # weights + two AdamW moments
+    finish_checkpoints(ck, keep_optimizer=False)
+    assert not prev.exists() and ck.stat().st_size < 1.2 * weights < before / 2
+    with pytest.warns(UserWarning, match="fresh optimizer"):
+        state, _ = load_latest(ck)
+    assert state["optimizer"]["state"] == {} and state["epoch"] == 2
+    with pytest.warns(UserWarning, match="fresh optimizer"):
+        more = lw.train(resume=tmp_path / "r", epochs=3, quiet=True)
+    assert [h["epoch"] for h in more.history] == [1, 2, 3] and more.history[:2] == first
+    assert more.evaluate()["accuracy"] > 0.8
+    assert load_latest(ck)[0]["optimizer"]["state"]  # the extension saves full checkpoints again
+
+
+def test_finish_checkpoints_keeps_the_optimizer_when_asked(tmp_path):
+    import warnings
+
+    from layerwise.fit.state import finish_checkpoints, load_latest
+
+    lw.train("digits", model="mlp", epochs=2, out=tmp_path / "r", quiet=True, tensorboard=False)
+    ck = tmp_path / "r" / "checkpoint.safetensors"
+    size = ck.stat().st_size
+    finish_checkpoints(ck, keep_optimizer=True)
+    assert not ck.with_name(ck.name + ".prev").exists() and ck.stat().st_size == size
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert load_latest(ck)[0]["optimizer"]["state"]
+    lw.train(resume=tmp_path / "r", epochs=3, quiet=True)  # (no note: the optimizer state is there)
+    assert len(lw.Run.load(tmp_path / "r").history) == 3
+
+
 @pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o027, 0o640)], ids=["022", "027"])
 def test_run_files_follow_the_umask(umask, mode, tmp_path):
     """Every file of a run gets the mode the user's umask gives (safetensors alone would write 0600)."""

@@ -153,6 +153,8 @@ SETTINGS: list[Setting] = [
     # output
     S("out", str, None, "run folder (default: a new folder under runs/)", optional=True),
     S("checkpoint_minutes", float, 5.0, "minutes between checkpoints within an epoch", {"gt": 0}),
+    S("keep_optimizer", bool, False, "keep the optimizer state in the checkpoint of a finished run (3x its size "
+      "with Adam); without it, continuing the run with more epochs starts a fresh optimizer"),
     S("progress", bool, True, "show a progress bar"),
     S("tensorboard", bool, True, "write TensorBoard event files into the run"),
 ]
