@@ -205,3 +205,41 @@ def test_progress_bar_false_prints_the_lines_and_true_draws_the_bar(tmp_path, ca
     assert "\r" not in err and sum(ln.startswith("epoch ") for ln in err.splitlines()) == 2, err
     lw.train("digits", out=tmp_path / "b", callbacks=[ProgressBar("accuracy", bar=True)], **settings)
     assert "\r" in capsys.readouterr().err  # the tqdm bar, even though stderr is not a terminal
+
+
+def test_integer_codes_beyond_20_classes_are_classified(tmp_path):
+    """26 letters coded 0-25, 40 rows each: classes, not a number to regress; said why."""
+    from layerwise.tasks import infer_task
+
+    g = np.random.default_rng(0)
+    letter = np.repeat(np.arange(26), 40)
+    df = pd.DataFrame({"f1": letter + g.normal(0, 0.1, letter.size), "f2": g.normal(size=letter.size),
+                       "letter": letter})
+    assert infer_task(df["letter"].to_numpy()) == (
+        "classify", "the target holds 26 consecutive whole numbers 0–25, about 40 rows each")
+    assert infer_task(letter + 1)[0] == "classify"  # 1..26
+    assert infer_task(np.repeat(np.arange(17, 91), 40))[0] == "regress"  # ages 17-90: not codes
+    assert infer_task(np.repeat(np.r_[0:12, 13:27], 40))[0] == "regress"  # a gap: not codes
+    assert infer_task(np.repeat(np.arange(26), 2))[0] == "regress"  # two rows per value: too few
+    df.sample(frac=1, random_state=0).to_csv(tmp_path / "letters.csv", index=False)
+    r = cli("train", str(tmp_path / "letters.csv"), "--target", "letter", "--epochs", "1", "--out",
+            str(tmp_path / "r"), "--no-progress", "--no-tensorboard")
+    assert r.returncode == 0, r.stderr
+    assert "task: classify (the target holds 26 consecutive whole numbers 0–25" in r.stderr
+    assert "classify (26 classes)" in r.stderr
+
+
+def test_id_like_class_target_is_refused(tmp_path):
+    g = np.random.default_rng(0)
+    n = 300
+    df = pd.DataFrame({"x": g.normal(size=n), "order_id": [f"A{i:05d}" for i in g.permutation(n)],
+                       "number": g.permutation(n)})
+    df.to_csv(tmp_path / "t.csv", index=False)
+    r = cli("train", str(tmp_path / "t.csv"), "--target", "order_id", "--out", str(tmp_path / "a"))
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert "error: the target has 300 distinct values in 300 rows" in r.stderr
+    assert "pick another column with --target." in r.stderr
+    r = cli("train", str(tmp_path / "t.csv"), "--target", "number", "--task", "classify", "--out",
+            str(tmp_path / "b"))
+    assert r.returncode == 2 and "or use --task regress" in r.stderr, r.stderr
+    assert not (tmp_path / "a" / "run.json").exists()
