@@ -243,3 +243,31 @@ def test_id_like_class_target_is_refused(tmp_path):
             str(tmp_path / "b"))
     assert r.returncode == 2 and "or use --task regress" in r.stderr, r.stderr
     assert not (tmp_path / "a" / "run.json").exists()
+
+
+def test_numbers_written_as_text_are_a_regression_target(tmp_path):
+    from layerwise.data.tables import parse_numbers
+
+    assert parse_numbers(["$1,202.74", "$5", "€12.50", "(300)", None]).tolist()[:4] == [1202.74, 5, 12.5, -300]
+    assert parse_numbers(["1 202,5", "3,14", "1.000.000"]).tolist() == [1202.5, 3.14, 1e6]  # decimal commas
+    assert parse_numbers(["12%", "7.5%"]).tolist() == [12, 7.5]
+    assert np.isnan(parse_numbers(["1,2,3", "about 5", "1.2.3"])).all()
+    g = np.random.default_rng(0)
+    x = g.normal(size=400)
+    price = 1000 + 300 * x + g.normal(0, 10, 400)
+    pd.DataFrame({"x": x, "z": g.normal(size=400), "price": [f"${p:,.2f}" for p in price]}).to_csv(
+        tmp_path / "t.csv", index=False)
+    run = lw.train(tmp_path / "t.csv", target="price", epochs=30, out=tmp_path / "r", quiet=True, tensorboard=False)
+    assert run.task.name == "regress" and abs(run.task.mean[0] - price.mean()) < 40  # read as dollars
+    assert run.info["test_metrics"]["r2"] > 0.8
+
+
+def test_a_text_target_that_is_not_a_number_says_which_characters_stop_it(tmp_path):
+    df = pd.DataFrame({"x": np.arange(200.0), "price": [f"{v:.2f}" for v in np.arange(200.0) * 3]})
+    df.loc[7, "price"] = "about 5"
+    df.to_csv(tmp_path / "t.csv", index=False)
+    for extra in ([], ["--task", "regress"]):  # inferred as numbers, or asked for
+        r = cli("train", str(tmp_path / "t.csv"), "--target", "price", "--out", str(tmp_path / "r"), *extra)
+        assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+        assert ("error: the target holds 1 value such as 'about 5' that is not a number (the characters 'about' "
+                "stop it)") in r.stderr

@@ -18,8 +18,10 @@ def infer_task(y: np.ndarray) -> tuple[str, str]:
     import pandas as pd
 
     s = pd.Series(y).dropna()
-    if not pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s):
+    if pd.api.types.is_bool_dtype(s):
         return "classify", f"the target holds labels ({s.nunique()} distinct)"
+    if not pd.api.types.is_numeric_dtype(s):
+        return _text(s)
     values = s.to_numpy(dtype=np.float64)
     whole = bool(np.all(values == np.round(values)))
     distinct = np.unique(values)
@@ -31,6 +33,22 @@ def infer_task(y: np.ndarray) -> tuple[str, str]:
         return "classify", (f"the target holds {n} consecutive whole numbers {lo}–{hi}, about "
                             f"{_round2(each):,} rows each")
     return "regress", f"the target holds {n} distinct numbers"
+
+
+def _text(s) -> tuple[str, str]:
+    """Text labels, unless nearly all of them are numbers written as text ("$1,202.74", "12%") that would be
+    regressed as numbers (the few that are not then get a clear error from the regress task)."""
+    from ..data.tables import parse_numbers
+
+    labels = ("classify", f"the target holds labels ({s.nunique()} distinct)")
+    if s.dtype.kind not in "OUS" or len(s) == 0:
+        return labels
+    v = parse_numbers(s.to_numpy())
+    read = ~np.isnan(v)
+    if read.mean() < 0.9 or infer_task(v[read])[0] != "regress":
+        return labels
+    return "regress", (f"the target holds numbers written as text such as {str(s.iloc[0])!r} "
+                       f"({np.unique(v[read]).size} distinct)")
 
 
 def _codes(distinct: np.ndarray, rows: int) -> bool:
