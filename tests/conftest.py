@@ -60,11 +60,13 @@ def one_thread():
 @pytest.fixture
 def real_digits():
     """`real_digits(n)`: `n` real digit images [n, 1, H, W] in [0, 1], MNIST when present, else scikit-learn's
-    8x8 digits."""
+    8x8 digits; `real_digits(n, "mnist")` (skips when MNIST is absent) or `real_digits(n, "sklearn")` picks one."""
     import torch
 
-    def load(n: int):
-        if (SHARED / "mnist.npz").is_file():
+    def load(n: int, source: str = "auto"):
+        if source == "mnist" and not (SHARED / "mnist.npz").is_file():
+            pytest.skip("../shared/data/mnist.npz is absent")
+        if source != "sklearn" and (SHARED / "mnist.npz").is_file():
             x = np.load(SHARED / "mnist.npz")["x_train"][:n].astype(np.float32) / 255
         else:
             from sklearn.datasets import load_digits

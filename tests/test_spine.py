@@ -184,3 +184,90 @@ def test_anomaly_threshold_is_set_on_the_restored_best_weights(tmp_path):
     val = prepare_data(run.config, quiet=True).val
     scores = run.task.scores(run.outputs(val.inputs), __import__("torch").as_tensor(val.y)).numpy()
     assert run.task.threshold == float(np.quantile(scores, 1 - run.task.fpr, method="higher"))
+
+
+def test_progress_outside_a_terminal_is_one_plain_line_per_epoch(tmp_path):
+    """stderr is a pipe here (as in CI or a log file): no tqdm carriage returns, one summary line per epoch."""
+    r = cli("train", "digits", "--model", "mlp", "--epochs", "2", "--out", str(tmp_path / "r"), "--no-tensorboard")
+    assert r.returncode == 0, r.stderr
+    assert "\r" not in r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if ln.startswith("epoch")]
+    assert [ln.split("  ")[0] for ln in lines] == ["epoch 1/2", "epoch 2/2"], r.stderr
+    assert all(" loss " in ln and "val_accuracy " in ln and ln.endswith(" s") for ln in lines), lines
+
+
+def test_progress_bar_false_prints_the_lines_and_true_draws_the_bar(tmp_path, capsys):
+    from layerwise.fit.callbacks import ProgressBar
+
+    settings = {"model": "mlp", "epochs": 2, "progress": False, "tensorboard": False}
+    lw.train("digits", out=tmp_path / "a", callbacks=[ProgressBar("accuracy", bar=False)], **settings)
+    err = capsys.readouterr().err
+    assert "\r" not in err and sum(ln.startswith("epoch ") for ln in err.splitlines()) == 2, err
+    lw.train("digits", out=tmp_path / "b", callbacks=[ProgressBar("accuracy", bar=True)], **settings)
+    assert "\r" in capsys.readouterr().err  # the tqdm bar, even though stderr is not a terminal
+
+
+def test_integer_codes_beyond_20_classes_are_classified(tmp_path):
+    """26 letters coded 0-25, 40 rows each: classes, not a number to regress; said why."""
+    from layerwise.tasks import infer_task
+
+    g = np.random.default_rng(0)
+    letter = np.repeat(np.arange(26), 40)
+    df = pd.DataFrame({"f1": letter + g.normal(0, 0.1, letter.size), "f2": g.normal(size=letter.size),
+                       "letter": letter})
+    assert infer_task(df["letter"].to_numpy()) == (
+        "classify", "the target holds 26 consecutive whole numbers 0–25, about 40 rows each")
+    assert infer_task(letter + 1)[0] == "classify"  # 1..26
+    assert infer_task(np.repeat(np.arange(17, 91), 40))[0] == "regress"  # ages 17-90: not codes
+    assert infer_task(np.repeat(np.r_[0:12, 13:27], 40))[0] == "regress"  # a gap: not codes
+    assert infer_task(np.repeat(np.arange(26), 2))[0] == "regress"  # two rows per value: too few
+    df.sample(frac=1, random_state=0).to_csv(tmp_path / "letters.csv", index=False)
+    r = cli("train", str(tmp_path / "letters.csv"), "--target", "letter", "--epochs", "1", "--out",
+            str(tmp_path / "r"), "--no-progress", "--no-tensorboard")
+    assert r.returncode == 0, r.stderr
+    assert "task: classify (the target holds 26 consecutive whole numbers 0–25" in r.stderr
+    assert "classify (26 classes)" in r.stderr
+
+
+def test_id_like_class_target_is_refused(tmp_path):
+    g = np.random.default_rng(0)
+    n = 300
+    df = pd.DataFrame({"x": g.normal(size=n), "order_id": [f"A{i:05d}" for i in g.permutation(n)],
+                       "number": g.permutation(n)})
+    df.to_csv(tmp_path / "t.csv", index=False)
+    r = cli("train", str(tmp_path / "t.csv"), "--target", "order_id", "--out", str(tmp_path / "a"))
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert "error: the target has 300 distinct values in 300 rows" in r.stderr
+    assert "pick another column with --target." in r.stderr
+    r = cli("train", str(tmp_path / "t.csv"), "--target", "number", "--task", "classify", "--out",
+            str(tmp_path / "b"))
+    assert r.returncode == 2 and "or use --task regress" in r.stderr, r.stderr
+    assert not (tmp_path / "a" / "run.json").exists()
+
+
+def test_numbers_written_as_text_are_a_regression_target(tmp_path):
+    from layerwise.data.tables import parse_numbers
+
+    assert parse_numbers(["$1,202.74", "$5", "€12.50", "(300)", None]).tolist()[:4] == [1202.74, 5, 12.5, -300]
+    assert parse_numbers(["1 202,5", "3,14", "1.000.000"]).tolist() == [1202.5, 3.14, 1e6]  # decimal commas
+    assert parse_numbers(["12%", "7.5%"]).tolist() == [12, 7.5]
+    assert np.isnan(parse_numbers(["1,2,3", "about 5", "1.2.3"])).all()
+    g = np.random.default_rng(0)
+    x = g.normal(size=400)
+    price = 1000 + 300 * x + g.normal(0, 10, 400)
+    pd.DataFrame({"x": x, "z": g.normal(size=400), "price": [f"${p:,.2f}" for p in price]}).to_csv(
+        tmp_path / "t.csv", index=False)
+    run = lw.train(tmp_path / "t.csv", target="price", epochs=30, out=tmp_path / "r", quiet=True, tensorboard=False)
+    assert run.task.name == "regress" and abs(run.task.mean[0] - price.mean()) < 40  # read as dollars
+    assert run.info["test_metrics"]["r2"] > 0.8
+
+
+def test_a_text_target_that_is_not_a_number_says_which_characters_stop_it(tmp_path):
+    df = pd.DataFrame({"x": np.arange(200.0), "price": [f"{v:.2f}" for v in np.arange(200.0) * 3]})
+    df.loc[7, "price"] = "about 5"
+    df.to_csv(tmp_path / "t.csv", index=False)
+    for extra in ([], ["--task", "regress"]):  # inferred as numbers, or asked for
+        r = cli("train", str(tmp_path / "t.csv"), "--target", "price", "--out", str(tmp_path / "r"), *extra)
+        assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+        assert ("error: the target holds 1 value such as 'about 5' that is not a number (the characters 'about' "
+                "stop it)") in r.stderr

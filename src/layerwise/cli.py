@@ -20,6 +20,37 @@ EPILOG = """examples:
 """
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (`error: ...`, exit 2); an unknown flag gets the closest valid one."""
+
+    def parse_known_args(self, args=None, namespace=None):
+        ns, extras = super().parse_known_args(args, namespace)
+        unknown = [a for a in extras if a.startswith("-") and a != "-" and not _is_number(a)]
+        if unknown:  # here, in the (sub)parser that knows the flags, not in the top-level parser
+            from .config import closest
+
+            flag = unknown[0].split("=", 1)[0]
+            flags = [o for a in self._actions for o in a.option_strings if o.startswith("--")]
+            close = closest(flag, flags)
+            self.error(f"unknown option {flag!r}; did you mean {close!r}?" if close else
+                       f"unknown option {flag!r}; see `{self.prog} --help` for the options.")
+        return ns, extras
+
+    def error(self, message: str):
+        message = message[0].lower() + message[1:] if message else message
+        if not message.endswith(("?", ".")):
+            message += f"; see `{self.prog} --help`."
+        self.exit(2, f"error: {message}\n")
+
+
+def _is_number(s: str) -> bool:
+    try:
+        float(s)
+    except ValueError:
+        return False
+    return True
+
+
 def _add_settings(p: argparse.ArgumentParser) -> None:
     """One flag per field of the settings schema, same names (underscores become dashes)."""
     g = p.add_argument_group("settings (also accepted as keywords in Python and keys in --config YAML)")
@@ -39,7 +70,7 @@ def _add_settings(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="layerwise", description="Deep learning from your data in one command.",
+    p = Parser(prog="layerwise", description="Deep learning from your data in one command.",
                                 epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version="layerwise 0.1.0")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
@@ -125,7 +156,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     warnings.showwarning = lambda msg, *a, **k: print(f"warning: {msg}", file=sys.stderr)
     try:
-        return COMMANDS[args.command](args) or 0
+        code = COMMANDS[args.command](args) or 0
+        sys.stdout.flush()  # a closed pipe shows up here, not in the interpreter's exit flush
+        return code
+    except BrokenPipeError:  # the reader went away (`layerwise runs | head -1`): stop quietly
+        _silence_stdout()
+        return 141  # 128 + SIGPIPE, what a shell reports for a command its reader stopped
     except LayerwiseError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code
@@ -138,6 +174,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"internal error: {e.__class__.__name__}: {e} (set LAYERWISE_DEBUG=1 for the traceback; "
               "please report it)", file=sys.stderr)
         return 1
+
+
+def _silence_stdout() -> None:
+    """Point stdout at devnull so that the interpreter's final flush does not fail again (Python docs, 'Note on
+    SIGPIPE')."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout without a file descriptor (replaced in tests)
+        pass
 
 
 def cmd_train(args) -> int:

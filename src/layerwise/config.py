@@ -152,6 +152,8 @@ SETTINGS: list[Setting] = [
     # output
     S("out", str, None, "run folder (default: a new folder under runs/)", optional=True),
     S("checkpoint_minutes", float, 5.0, "minutes between checkpoints within an epoch", {"gt": 0}),
+    S("keep_optimizer", bool, False, "keep the optimizer state in the checkpoint of a finished run (3x its size "
+      "with Adam); without it, continuing the run with more epochs starts a fresh optimizer"),
     S("progress", bool, True, "show a progress bar"),
     S("tensorboard", bool, True, "write TensorBoard event files into the run"),
 ]
@@ -242,11 +244,26 @@ def _explain(e) -> str:
     for err in e.errors():
         name = ".".join(str(x) for x in err["loc"]) or "settings"
         if err["type"] == "extra_forbidden":
-            parts.append(f"unknown setting {name!r}; valid settings: {', '.join(s.name for s in SETTINGS)}")
+            close = closest(name, [s.name for s in SETTINGS])
+            parts.append(f"unknown setting {name!r}; did you mean {close!r}?" if close else
+                         f"unknown setting {name!r}; valid settings: {', '.join(s.name for s in SETTINGS)}")
         else:
             msg = err["msg"].removeprefix("Value error, ")
             parts.append(f"setting {name}={err.get('input')} is not allowed: {msg}")
-    return "; ".join(parts) + "."
+    text = "; ".join(parts)
+    return text if text.endswith("?") else text + "."
+
+
+def closest(name: str, valid: list[str]) -> str | None:
+    """The valid name `name` most likely means (a typo, a missing s, - for _), or None (difflib)."""
+    from difflib import get_close_matches
+
+    def norm(x: str) -> str:
+        return x.lower().replace("-", "_")
+
+    by_norm = {norm(v): v for v in valid}
+    match = get_close_matches(norm(name), list(by_norm), n=1, cutoff=0.7)
+    return by_norm[match[0]] if match else None
 
 
 def load_yaml(path: str | Path) -> dict:

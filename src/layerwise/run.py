@@ -117,16 +117,15 @@ class Run:
 
     def save(self, path: str | Path | None = None) -> Path:
         """Write (or copy) the run's files; with `path`, to a new folder."""
-        from safetensors.torch import save_file
-
         from .config import dump_yaml
+        from .fit.state import save_safetensors
 
         target = Path(path) if path else self.path
         target.mkdir(parents=True, exist_ok=True)
         (target / FILES["config"]).write_text(dump_yaml(self.config))
         write_json(target / FILES["schema"], self.schema())
         tmp = target / (FILES["weights"] + ".tmp")
-        save_file({k: v.detach().cpu().contiguous().clone() for k, v in self.model.state_dict().items()}, str(tmp))
+        save_safetensors({k: v.detach().cpu().contiguous().clone() for k, v in self.model.state_dict().items()}, tmp)
         os.replace(tmp, target / FILES["weights"])
         write_json(target / FILES["info"], self.info)
         if path:

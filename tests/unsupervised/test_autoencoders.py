@@ -60,20 +60,47 @@ def test_vae_training_mode_samples_z():
     assert not torch.equal(vae(x)[:, :4], vae(x)[:, :4])
 
 
+def _baselines(x: torch.Tensor, likelihood: str) -> tuple[float, float]:
+    """(floor, mean image) of the per-sample reconstruction term on flat images x in [0, 1]: the floor is what a
+    perfect reconstruction costs (the binary entropy of grey pixels for 'bce', 0 for 'mse'); the mean image is
+    the best a VAE can do while ignoring its code (KL 0, every sample decoded to the mean)."""
+
+    def entropy(p):
+        p = p.double().clamp(1e-12, 1 - 1e-12)
+        return -(p * p.log() + (1 - p) * (1 - p).log())
+
+    if likelihood == "bce":
+        return float(entropy(x).sum(1).mean()), float(entropy(x.mean(0)).sum())
+    return 0.0, float(((x.double() - x.double().mean(0)) ** 2).sum(1).mean())
+
+
+@pytest.mark.parametrize("source", ["sklearn", "mnist"])  # 8x8 digits: what a checkout without shared data has
 @pytest.mark.parametrize("likelihood", ["mse", "bce"])
-def test_vae_learns_digits_and_scores_noise_as_anomalous(likelihood, real_digits):
+def test_vae_learns_digits_and_scores_noise_as_anomalous(likelihood, source, real_digits, one_thread):
+    """The negative ELBO falls from its start toward the reconstruction floor, and below the mean-image baseline
+    (the code carries information about each digit); noise then scores far above digits.
+
+    Measured (seeds 0-3, 1 and 2 threads): excess over the floor at 0.33-0.37 of its start (8x8 digits) and
+    0.18-0.36 (MNIST); loss / mean-image baseline, above the floor, 0.97-0.98 (mse, 8x8: the unit-variance
+    decoder makes the code worth little there), 0.73-0.75 (bce, 8x8), 0.54-0.60 (MNIST); noise / digit score
+    medians 3.2 or more. A bar at 60 % of the starting loss (not of its excess over the floor) sat at the
+    edge for bce on 8x8 digits, whose grey pixels put the floor at 30 % of the start."""
     torch.manual_seed(0)
-    x = real_digits(256)
+    x = real_digits(256, source)
+    flat = x.flatten(1)
     vae = VAE(tuple(x.shape[1:]), latent=8, hidden=(256, 128), likelihood=likelihood)
     opt = torch.optim.Adam(vae.parameters(), lr=2e-3)
     losses = []
-    for _ in range(50):
-        loss = vae.loss(x.flatten(1), vae(x))
+    for _ in range(200):
+        loss = vae.loss(flat, vae(x))
         opt.zero_grad()
         loss.backward()
         opt.step()
         losses.append(loss.item())
-    assert np.mean(losses[-5:]) < 0.6 * np.mean(losses[:5])
+    floor, mean_image = _baselines(flat, likelihood)
+    first, last = np.mean(losses[:5]), np.mean(losses[-5:])
+    assert last - floor < 0.5 * (first - floor), (first, last, floor)
+    assert last < mean_image, (last, mean_image)
     noise = torch.rand(64, *x.shape[1:])
     vae.eval()
     assert vae.score(noise).median() > 2 * vae.score(x[:64]).median()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from typing import Any
 
 import numpy as np
@@ -145,3 +147,88 @@ def _hash_text(s: pd.Series) -> np.ndarray:
 
     hv = HashingVectorizer(n_features=TEXT_HASH_FEATURES, alternate_sign=False, norm="l2")
     return hv.transform(s.fillna("").astype(str)).toarray().astype(np.float32)
+
+
+# ---- numbers written as text: "$1,202.74", "1 202,5", "12%", "(300)", "CHF 1'500"
+_SPACES = re.compile(r"[\s'’]")  # thousands separators that are never decimal points
+_ALLOWED = re.compile(r"[0-9\s.,'’+\-−()%]")
+
+
+def _strip(text: str) -> str | None:
+    """Currency symbols, spaces, apostrophes and a trailing % removed; (x) -> -x. None when nothing is left."""
+    t = "".join(ch for ch in str(text).strip() if unicodedata.category(ch) != "Sc").strip()
+    if t.startswith("(") and t.endswith(")"):  # accounting negatives
+        t = "-" + t[1:-1].strip()
+    t = _SPACES.sub("", t.replace("−", "-")).removesuffix("%")
+    return t or None
+
+
+def _comma_decimal(cleaned: list[str]) -> bool:
+    """Whether a column writes decimals with a comma (1.202,5 or 3,14) rather than a point (1,202.5 or 3.14);
+    values such as 1,202 or 1.202 alone say nothing (a point wins a tie)."""
+    comma = point = False
+    for t in cleaned:
+        for mark, other in ((",", "."), (".", ",")):
+            last = t.rfind(mark)
+            if last < 0 or last < t.rfind(other):
+                continue  # `mark` is not the last separator of t
+            decimal = other in t or (t.count(mark) == 1 and len(t) - last - 1 != 3)
+            thousands = t.count(mark) > 1
+            if (mark == ",") == decimal and (decimal or thousands):
+                comma = True  # "1.202,5", "3,14", "1.202.000"
+            elif decimal or thousands:
+                point = True  # "1,202.5", "3.14", "1,202,000"
+    return comma and not point
+
+
+def _number(t: str, decimal: str) -> float:
+    """One stripped value as a float (NaN when it is not one number): thousands groups of three digits."""
+    thousands = "." if decimal == "," else ","
+    head, sep, tail = t.partition(decimal)
+    if decimal in tail:
+        return float("nan")
+    if thousands in head:
+        sign = head[0] if head[:1] in ("+", "-") else ""
+        groups = head[len(sign):].split(thousands)
+        if not (1 <= len(groups[0]) <= 3 and all(len(g) == 3 for g in groups[1:])):
+            return float("nan")
+        head = sign + "".join(groups)
+    text = head + ("." + tail if sep else "")
+    if not re.fullmatch(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?", text):
+        return float("nan")
+    return float(text)
+
+
+def parse_numbers(values) -> np.ndarray:
+    """Text values read as numbers, with currency symbols, thousands separators and % removed (12% is 12);
+    the decimal mark (point or comma) is decided for the whole column. NaN where a value is missing or is
+    not a number."""
+    s = pd.Series(np.asarray(values, dtype=object).ravel())
+    present = s.notna()
+    uniq = pd.unique(s[present].astype(str))
+    cleaned = {u: _strip(u) for u in uniq}
+    decimal = "," if _comma_decimal([c for c in cleaned.values() if c]) else "."
+    table = {u: (_number(c, decimal) if c else float("nan")) for u, c in cleaned.items()}
+    out = np.full(len(s), np.nan)
+    out[present.to_numpy()] = s[present].astype(str).map(table).to_numpy(dtype=np.float64)
+    return out
+
+
+def text_numbers(values, what: str = "the target") -> np.ndarray:
+    """parse_numbers, or a DataError that shows a value that is not a number and the characters that stop it."""
+    v = parse_numbers(values)
+    s = pd.Series(np.asarray(values, dtype=object).ravel())
+    bad = (s.notna() & np.isnan(v)).to_numpy()
+    if not bad.any():
+        return v
+    example = str(s[bad].iloc[0])
+    stops = [w for w in re.split(_ALLOWED.pattern, example) if w and not all(
+        unicodedata.category(ch) == "Sc" for ch in w)]
+    n = int(bad.sum())
+    values_ = f"{what} holds {n} value{'s' if n > 1 else ''} such as {example!r}"
+    if stops:
+        why = (f"{values_} that {'are not numbers' if n > 1 else 'is not a number'} (the characters "
+               f"{', '.join(map(repr, dict.fromkeys(stops)))} stop it)")
+    else:
+        why = f"{values_} that cannot be read as one number"
+    raise DataError(f"{why}; fix those values, or use --task classify if they are labels.")

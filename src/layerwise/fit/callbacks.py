@@ -16,12 +16,23 @@ from .state import save_state
 
 
 class ProgressBar(Callback):
-    """A tqdm bar per epoch: loss, the last validation metric, samples/s."""
+    """Progress per epoch: a tqdm bar (loss, the last validation metric, samples/s) in an interactive terminal;
+    elsewhere (a pipe, a log file, CI) one plain line per epoch, with no carriage returns:
+    ``epoch 3/10  loss 0.1234  val_loss 0.1000  val_accuracy 0.9700  12.3 s``.
 
-    def __init__(self, metric: str):
-        self.metric, self.bar = metric, None
+    `bar`: None (default) draws the bar only when stderr is a terminal; False always prints the plain lines
+    (``--no-progress``); True always draws the bar.
+    """
+
+    def __init__(self, metric: str, bar: bool | None = None):
+        self.metric, self.want_bar, self.bar = metric, bar, None
+
+    def on_fit_start(self, loop: Loop) -> None:
+        self.use_bar = self.want_bar if self.want_bar is not None else _interactive(sys.stderr)
 
     def on_epoch_start(self, loop: Loop) -> None:
+        if not getattr(self, "use_bar", False):
+            return
         from tqdm.auto import tqdm
 
         self.bar = tqdm(total=len(loop.train_y), unit="sample", unit_scale=True, leave=True, file=sys.stderr,
@@ -30,6 +41,8 @@ class ProgressBar(Callback):
         self.last = 0.0
 
     def on_batch_end(self, loop: Loop) -> None:
+        if self.bar is None:
+            return
         self.bar.update(len(loop.y))
         now = time.perf_counter()
         if now - self.last > 0.5:
@@ -41,8 +54,21 @@ class ProgressBar(Callback):
         parts = [f"loss {h['train_loss']:.4f}"]
         if f"val_{self.metric}" in h:
             parts += [f"val_loss {h['val_loss']:.4f}", f"val_{self.metric} {h[f'val_{self.metric}']:.4f}"]
-        self.bar.set_postfix_str(", ".join(parts), refresh=True)
-        self.bar.close()
+        if self.bar is not None:
+            self.bar.set_postfix_str(", ".join(parts), refresh=True)
+            self.bar.close()
+            self.bar = None
+            return
+        sec = h["seconds"]
+        print("  ".join([f"epoch {h['epoch']}/{loop.cfg.epochs}", *parts, f"{sec:.{1 if sec >= 1 else 2}f} s"]),
+              file=sys.stderr, flush=True)
+
+
+def _interactive(stream) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # no isatty, or a closed stream
+        return False
 
 
 class MetricsLog(Callback):

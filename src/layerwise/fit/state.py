@@ -43,19 +43,57 @@ def _unkey(k: Any) -> Any:
     return k["int"] if isinstance(k, dict) else k
 
 
-def save_state(state: dict, path: Path) -> None:
-    """Write state atomically (temp file, fsync, rename); the previous file is kept as *.prev."""
+def new_file_mode() -> int:
+    """The mode an ordinary new file gets under the process umask: 0o644 under umask 022."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def save_safetensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict | None = None) -> None:
+    """safetensors' save_file with the user's umask: save_file writes a private temp file (mode 0600) and
+    renames it, so without the chmod every weights file would be unreadable to the group and others."""
     from safetensors.torch import save_file
 
+    save_file(tensors, str(path), metadata=metadata)
+    os.chmod(path, new_file_mode())
+
+
+def save_state(state: dict, path: Path, keep_previous: bool = True) -> None:
+    """Write state atomically (temp file, fsync, rename); the previous file is kept as *.prev."""
     tensors: dict[str, torch.Tensor] = {}
     meta = flatten(state, "", tensors)
     tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata={"state": json.dumps(meta)})
+    save_safetensors(tensors, tmp, metadata={"state": json.dumps(meta)})
     with open(tmp, "rb") as f:
         os.fsync(f.fileno())
-    if path.exists():
+    if path.exists() and keep_previous:
         os.replace(path, path.with_name(path.name + ".prev"))
     os.replace(tmp, path)
+
+
+OPTIMIZER_DROPPED = "optimizer_state_dropped"  # marks a finished checkpoint whose optimizer moments were removed
+
+
+def finish_checkpoints(path: Path, keep_optimizer: bool = False) -> None:
+    """After a successful run: remove the fallback `*.prev` and, unless `keep_optimizer`, rewrite the checkpoint
+    without the optimizer's per-parameter state (Adam's two moments: two thirds of the file). What a later
+    `--resume` with more epochs needs stays: weights, optimizer settings, step, history, RNG and callback
+    state; the optimizer then starts afresh (load_latest says so). A damaged checkpoint is left as it is,
+    with its `*.prev`, for load_latest to fall back on."""
+    path = Path(path)
+    if not path.is_file():
+        return
+    try:
+        state = load_state(path)
+    except RunError:
+        return
+    optimizer = state.get("optimizer")
+    if not keep_optimizer and isinstance(optimizer, dict) and optimizer.get("state"):
+        state["optimizer"] = {**optimizer, "state": {}}
+        state[OPTIMIZER_DROPPED] = True
+        save_state(state, path, keep_previous=False)
+    path.with_name(path.name + ".prev").unlink(missing_ok=True)
 
 
 def load_state(path: Path) -> dict:
@@ -78,9 +116,16 @@ def load_latest(path: Path) -> tuple[dict, list[str]]:
         if not p.exists():
             continue
         try:
-            return load_state(p), notes
+            state = load_state(p)
         except RunError as e:
             notes.append(str(e))
+            continue
+        if state.get(OPTIMIZER_DROPPED):
+            import warnings
+
+            warnings.warn("the checkpoint of this finished run has no optimizer state (train with "
+                          "--keep-optimizer to keep it); training continues with a fresh optimizer.", stacklevel=2)
+        return state, notes
     raise RunError(
         f"no usable checkpoint in {str(path.parent)!r}" + (f" ({notes[0]})" if notes else "")
         + "; train the run again without --resume."

@@ -15,6 +15,7 @@ from .classify import Classify
 from .forecast import Forecast
 from .gan import GenerateImages
 from .generate import Generate
+from .infer import infer_task
 from .reconstruct import Anomaly, Reconstruct
 from .regress import Regress
 
@@ -23,21 +24,6 @@ TASKS: dict[str, type[Task]] = {"classify": Classify, "regress": Regress, "gan":
                                 "forecast": Forecast}
 # `--task generate` learns to make more of what the data is: the generator is picked by the data kind here
 GENERATORS = {"corpus": "generate", "image": "gan"}
-
-
-def infer_task(y: np.ndarray) -> tuple[str, str]:
-    """Pick classify or regress from the target values; returns (name, reason)."""
-    import pandas as pd
-
-    s = pd.Series(y).dropna()
-    if not pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s):
-        return "classify", f"the target holds labels ({s.nunique()} distinct)"
-    values = s.to_numpy(dtype=np.float64)
-    whole = np.all(values == np.round(values))
-    n = np.unique(values).size
-    if whole and n <= max(20, int(0.05 * len(values)) if len(values) < 400 else 20):
-        return "classify", f"the target holds {n} distinct whole numbers"
-    return "regress", f"the target holds {n} distinct numbers"
 
 
 class Supervised(Task):

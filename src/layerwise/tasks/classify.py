@@ -9,6 +9,10 @@ import numpy as np
 from ..errors import DataError
 from .base import Task
 
+# a target with more than ID_LIKE_MIN_CLASSES values, at least one per two rows, in more than ID_LIKE_MIN_ROWS rows
+# is an id or free text, not classes (small toy sets with a handful of rows per class still train)
+ID_LIKE_MIN_ROWS, ID_LIKE_MIN_CLASSES = 100, 50
+
 
 class Classify(Task):
     name = "classify"
@@ -37,6 +41,14 @@ class Classify(Task):
         if values.size < 2:
             raise DataError(
                 f"the target has a single value ({values[0]!r}); a classifier needs at least two classes."
+            )
+        rows = len(y)
+        if rows > ID_LIKE_MIN_ROWS and values.size > ID_LIKE_MIN_CLASSES and values.size >= 0.5 * rows:
+            numeric = np.asarray(y).dtype.kind in "iuf"
+            raise DataError(
+                f"the target has {values.size:,} distinct values in {rows:,} rows, about one per row (an id or "
+                "free text), so there are no classes to learn; pick another column with --target"
+                + (", or use --task regress to predict it as a number." if numeric else ".")
             )
         self.classes = [v.item() if hasattr(v, "item") else v for v in values]
         return self.encode(y)

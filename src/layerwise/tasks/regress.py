@@ -39,6 +39,11 @@ class Regress(Task):
         return self.encode(y)
 
     def _numbers(self, y) -> np.ndarray:
+        y = np.asarray(y)
+        if y.dtype.kind in "OUS" and y.ndim == 1:  # numbers written as text: "$1,202.74", "1 202,5", "12%"
+            from ..data.tables import text_numbers
+
+            y = text_numbers(y)
         try:
             y = np.asarray(y, dtype=np.float64)
         except (TypeError, ValueError):
