@@ -135,7 +135,7 @@ def test_monitor_warns_once_on_collapse(tmp_path, capsys):
     loop.history = [dict(base, diversity=d) for d in (0.8, 0.8, 0.8)]
     for _ in range(2):  # the stub's generator makes near-identical images: diversity ~0 < half of 0.8
         loop.history.append({"epoch": len(loop.history) + 1})
-        loop.gan_stats = base
+        loop.stats = base
         mon.on_batch_end(loop)
         mon.on_epoch_end(loop)
         loop.epoch += 1

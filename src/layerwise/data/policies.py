@@ -206,10 +206,11 @@ MIXING = ("mixup", "cutmix")
 
 
 def resolve_policies(names: str | Sequence[str], kind: str, shape: Sequence[int] | None = None,
-                     task: str | None = None) -> list[str]:
+                     task: str | None = None, mixable: bool | None = None) -> list[str]:
     """The policy list for data of `kind` ("image", "table", "array", "series", ...): "default" becomes
     shift (+ flip for colour images) for images and jitter, scale for everything else. Policies that do
-    not fit the data or the task raise ConfigError with the ones that do."""
+    not fit the data or the task raise ConfigError with the ones that do. `mixable`: whether the task `task`
+    can learn from mixed targets (its `supports` has "mix"; by default classify and regress can)."""
     from ..config import AUGMENTATIONS
     from ..errors import ConfigError
 
@@ -231,7 +232,7 @@ def resolve_policies(names: str | Sequence[str], kind: str, shape: Sequence[int]
             raise ConfigError(f"augmentation {bad[0]!r} works on images only, but the data is a {kind}; "
                               "use jitter, scale or mixup.")
     mixing = [n for n in out if n in MIXING]
-    if mixing and task not in ("classify", "regress"):
+    if mixing and not (mixable if mixable is not None else task in ("classify", "regress")):
         raise ConfigError(f"augmentation {mixing[0]!r} mixes targets and works for classify and regress only, "
                           f"not for task {task!r}; leave it out.")
     return list(dict.fromkeys(out))

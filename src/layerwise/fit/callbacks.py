@@ -178,7 +178,8 @@ class Augment(Callback):
         """The callback for `cfg.augment` on data described by `spec`; ConfigError for policies that do not fit."""
         from ..data.policies import resolve_policies
 
-        policies = resolve_policies(cfg.augment, spec["kind"], spec.get("shape"), task.name)
+        policies = resolve_policies(cfg.augment, spec["kind"], spec.get("shape"), task.name,
+                                    "mix" in task.supports)
         return cls(policies, n_classes=len(task.classes) if task.classes is not None else None)
 
     def on_epoch_start(self, loop: Loop) -> None:

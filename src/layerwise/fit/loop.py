@@ -62,6 +62,7 @@ class Loop:
         self.stop = False
         self.inputs: tuple = ()
         self.y = self.out = self.loss = None
+        self.stats: dict[str, float] = {}  # numbers a step reports for the callbacks (a GAN's d_loss, ...)
 
     @classmethod
     def for_inference(cls, model: torch.nn.Module, task: Any, bf16: bool = False, channels_last: bool = False):

@@ -17,7 +17,7 @@ ID_LIKE_MIN_ROWS, ID_LIKE_MIN_CLASSES = 100, 50
 class Classify(Task):
     name = "classify"
     monitor = ("accuracy", "max")
-    supports = frozenset({"semi_supervised", "synthetic"})
+    supports = frozenset({"semi_supervised", "synthetic", "mix"})
 
     def __init__(self, label_smoothing: float = 0.0, loss: str | None = None, classes: list | None = None):
         if loss not in (None, "cross_entropy"):

@@ -173,9 +173,9 @@ class GenerateImages(Task):
             loop.backward_and_step()
         finally:
             D.requires_grad_(True)
-        loop.gan_stats = gan_stats(d_loss, g_loss, logits_real, logits_fake)
+        loop.stats = gan_stats(d_loss, g_loss, logits_real, logits_fake)
         gan.update_ema(loop.step)
-        loop.loss = torch.tensor(loop.gan_stats["g_loss"])
+        loop.loss = torch.tensor(loop.stats["g_loss"])
 
     def callbacks(self, cfg, run_dir: Path) -> list:
         return [GanMonitor(Path(run_dir), cfg.seed, self.out_dim)]
@@ -242,7 +242,7 @@ class GanMonitor:
 
     def on_batch_end(self, loop) -> None:
         for k in self.KEYS:
-            self.sums[k] += loop.gan_stats[k]
+            self.sums[k] += loop.stats[k]
         self.count += 1
 
     def on_epoch_end(self, loop) -> None:

@@ -15,6 +15,7 @@ LOSSES = ("mse", "mae", "huber")
 class Regress(Task):
     name = "regress"
     monitor = ("rmse", "min")
+    supports = frozenset({"mix"})
 
     def __init__(self, loss: str | None = None, mean: list | None = None, std: list | None = None, **_):
         loss = loss or "mse"
