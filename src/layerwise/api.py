@@ -144,7 +144,8 @@ def train(data: Any = None, *, resume: str | Path | None = None, config: str | N
     if cfg.monitor and cfg.monitor != task.monitor[0]:
         mode = "min" if cfg.monitor in ("loss", "rmse", "mae", "mse") else "max"
     standard = [EarlyStopping(metric, mode, cfg.early_stopping)] if cfg.early_stopping and prepared.val is not None else []
-    standard += [ProgressBar(metric)] if cfg.progress and not quiet else []
+    # a bar in a terminal, one plain line per epoch elsewhere and with --no-progress
+    standard += [ProgressBar(metric, bar=None if cfg.progress else False)] if not quiet else []
     standard += [MetricsLog(run_dir / FILES["metrics"])]
     standard += [TensorBoard(run_dir / FILES["tensorboard"])] if cfg.tensorboard else []
     # the user's callbacks before the checkpoint, so that their state is saved with the epoch
@@ -205,6 +206,10 @@ def _finish(run: Any, loop: Any, prepared: Any, quiet: bool):
     info["epochs_done"] = loop.epoch
     info["history_tail"] = loop.history[-1] if loop.history else {}
     run.save()
+    from .fit.state import finish_checkpoints
+    from .run import FILES
+
+    finish_checkpoints(run.path / FILES["checkpoint"], run.config.keep_optimizer)  # keep what --resume needs
     say(f"run: {run.path}", quiet)
     if "test_metrics" in info:
         say("test: " + json.dumps({k: round(v, 4) for k, v in info["test_metrics"].items()}), quiet)
