@@ -120,7 +120,7 @@ def run_layerwise(corpus: Path, threads: int, seed: int) -> dict:
         sample = run.generate("ROMEO:", tokens=120, temperature=0.8, top_k=40)
     name = (f"layerwise defaults ({cfg.layers or 4}x{cfg.d_model or 128}, ctx {cfg.block_size}, batch "
             f"{cfg.batch_size}, {cfg.epochs} epochs)")
-    return {"name": name, "val_loss": run.info["test_metrics"]["loss"], "wall": wall, "cpu": cpu,
+    return {"name": name, "val_loss": run.info["val_metrics"]["loss"], "wall": wall, "cpu": cpu,
             "note": f"precision {run.info['precision']}", "sample": sample}
 
 

@@ -76,6 +76,10 @@ def _settings_for(resume: Any, data: Any, config: str | None, settings: dict) ->
 
     if resume is None:
         cfg, module = resolve_config(data, config, **settings)
+        if config and "out" not in settings and cfg.out and (Path(cfg.out) / FILES["info"]).exists():
+            say(f"note: {config} was saved by the run {cfg.out!r}; training the same settings into a new folder "
+                "(choose it with --out)")
+            cfg.out = None
         return cfg, module, data, {}, set(cfg.model_fields_set)
     run_dir = Path(resume)
     info = read_info(run_dir)
@@ -113,6 +117,7 @@ def train(data: Any = None, *, resume: str | Path | None = None, config: str | N
 
     extra = extra_data(settings)
     cfg, module, data, info, given = _settings_for(resume, data, config, settings)
+    check_environment(cfg)  # before anything is loaded: a device that exists, a folder that can be written
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     prepared = prepare_data(cfg, None if isinstance(data, (str, Path)) else data, quiet=quiet, **extra)
@@ -136,9 +141,6 @@ def train(data: Any = None, *, resume: str | Path | None = None, config: str | N
     run = Run(run_dir, cfg, prepared.pre, task, model, info)
     if resume is not None:
         check_same_data(run, run_dir / FILES["schema"])
-    (run_dir / FILES["config"]).write_text(dump_yaml(cfg))
-    write_json(run_dir / FILES["schema"], run.schema())
-    write_json(run_dir / FILES["info"], info)
 
     metric, mode = cfg.monitor or task.monitor[0], task.monitor[1]
     if cfg.monitor and cfg.monitor != task.monitor[0]:
@@ -154,14 +156,103 @@ def train(data: Any = None, *, resume: str | Path | None = None, config: str | N
     val = (prepared.val.inputs, prepared.val.y) if prepared.val is not None else None
     loop = Loop(model, task, cfg, (prepared.train.inputs, prepared.train.y), val, all_callbacks, device, bf16,
                 channels_last, step_fn=step)
-    if resume is not None:
+    if resume is not None and has_checkpoint(run_dir / FILES["checkpoint"]):
         state, notes = load_latest(run_dir / FILES["checkpoint"])
         for n in notes:
             say(f"warning: {n} Using the previous checkpoint.", quiet)
         loop.load_state_dict(state)
         say(f"resuming {str(run_dir)!r} at epoch {loop.epoch + 1}, batch {loop.batch_idx}", quiet)
-    loop.fit()
+    elif resume is not None:
+        say(f"note: {str(run_dir)!r} stopped before its first checkpoint; training it from the beginning", quiet)
+    if module is None:  # the saved config names what was used: the model, the learning rate
+        cfg.model, cfg.lr = model_name, cfg.lr or max(loop.base_lrs)
+    (run_dir / FILES["config"]).write_text(dump_yaml(cfg))
+    write_json(run_dir / FILES["schema"], run.schema())
+    write_json(run_dir / FILES["info"], info)
+    _fit(loop, run, all_callbacks[-1])
     return _finish(run, loop, prepared, quiet)
+
+
+def check_environment(cfg: Any) -> None:
+    """Refuse, before loading anything, a device this torch does not have and a run folder that cannot be
+    written (the user's environment, not the library, is what to fix)."""
+    import os
+    import tempfile
+
+    import torch
+
+    from .errors import ConfigError
+
+    if cfg.device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"--device {cfg.device}: this torch ({torch.__version__}) sees no CUDA device; use "
+                          "--device cpu (or auto).")
+    if cfg.device not in ("auto", "cpu") and not cfg.device.startswith("cuda"):
+        try:
+            torch.device(cfg.device)
+        except RuntimeError:
+            raise ConfigError(f"unknown --device {cfg.device!r}; use cpu, cuda, cuda:N or auto.") from None
+    folder = Path(cfg.out) if cfg.out else Path(RUNS_ROOT)
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    try:
+        if not existing.is_dir():
+            raise NotADirectoryError(f"{existing} is a file")
+        fd, probe = tempfile.mkstemp(dir=existing, prefix=".layerwise-write-test")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise RunError(f"cannot write the run folder {str(folder)!r} ({e.__class__.__name__}: "
+                       f"{e.strerror or e}); give --out a folder you can write.") from None
+
+
+def has_checkpoint(path: Path) -> bool:
+    return path.is_file() or path.with_name(path.name + ".prev").is_file()
+
+
+def _fit(loop: Any, run: Any, checkpoint: Any) -> None:
+    """loop.fit() with the run's status kept in run.json: Ctrl-C or SIGTERM stops after the current batch and
+    saves a checkpoint ("interrupted"); an error is recorded in one line ("failed"); running out of memory
+    says to lower the batch size."""
+    import signal
+    import threading
+
+    from .run import FILES, write_json
+
+    def stop(signum, frame):
+        if loop.interrupted:  # a second Ctrl-C: stop now
+            raise KeyboardInterrupt
+        loop.interrupted = True
+
+    main = threading.current_thread() is threading.main_thread()
+    old = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)} if main else {}
+    try:
+        loop.fit()
+        if loop.interrupted:
+            checkpoint.save(loop)
+            raise KeyboardInterrupt(str(run.path))
+    except BaseException as e:
+        interrupted = isinstance(e, KeyboardInterrupt)
+        run.info.update(status="interrupted" if interrupted else "failed", epochs_done=loop.epoch)
+        if not interrupted:
+            run.info["error"] = f"{e.__class__.__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:300]
+        write_json(run.path / FILES["info"], run.info)
+        if _out_of_memory(e):
+            raise RunError(f"ran out of memory with batch_size {loop.cfg.batch_size}; try a smaller --batch-size, "
+                           f"e.g. {max(1, loop.cfg.batch_size // 4)}.") from None
+        raise
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+
+
+def _out_of_memory(e: BaseException) -> bool:
+    import torch
+
+    text = str(e).lower()
+    return isinstance(e, (MemoryError, torch.OutOfMemoryError)) or (
+        isinstance(e, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text
+                                         or "not enough memory" in text))
 
 
 def _model(cfg: Any, prepared: Any, module: Any, given: set, quiet: bool) -> tuple[Any, str]:
@@ -189,7 +280,11 @@ def _run_dir(cfg: Any, model_name: str, resume: Any) -> Path:
 
     run_dir = Path(cfg.out) if cfg.out else new_run_dir(RUNS_ROOT, f"{_data_name(cfg)}-{model_name.replace(':', '-')}")
     if not resume and (run_dir / FILES["info"]).exists():
-        raise RunError(f"{str(run_dir)!r} already holds a run; pick another --out or continue it with --resume.")
+        if has_checkpoint(run_dir / FILES["checkpoint"]) or (run_dir / FILES["weights"]).exists():
+            raise RunError(f"{str(run_dir)!r} already holds a run; pick another --out or continue it with "
+                           "--resume.")
+        say(f"note: {str(run_dir)!r} holds a run that stopped before its first checkpoint; starting it again "
+            "in place")
     run_dir.mkdir(parents=True, exist_ok=True)
     cfg.out = str(run_dir)
     return run_dir
@@ -199,6 +294,8 @@ def _finish(run: Any, loop: Any, prepared: Any, quiet: bool):
     """Test metrics, the final weights and run.json of a finished training."""
     info = run.info
     run._loop = loop
+    if loop.val_metrics:
+        info["val_metrics"] = dict(loop.val_metrics)
     if prepared.test is not None:
         run._test = (prepared.test.inputs, prepared.test.y)
         info["test_metrics"] = dict(run.evaluate())
@@ -211,15 +308,24 @@ def _finish(run: Any, loop: Any, prepared: Any, quiet: bool):
 
     finish_checkpoints(run.path / FILES["checkpoint"], run.config.keep_optimizer)  # keep what --resume needs
     say(f"run: {run.path}", quiet)
-    if "test_metrics" in info:
-        say("test: " + json.dumps({k: round(v, 4) for k, v in info["test_metrics"].items()}), quiet)
+    metrics = info.get("test_metrics") or info.get("val_metrics")
+    if metrics:  # what was measured, under its own name
+        shown = "test" if "test_metrics" in info else "validation"
+        say(f"{shown}: " + json.dumps({k: round(v, 4) for k, v in metrics.items()}), quiet)
     return run
 
 
 def _data_name(cfg) -> str:
+    """The data part of a default run folder name: the file's folder and name (`adult-train`), and the target
+    column when one was named (two tables called train.csv, or two targets of one table, get two names)."""
     if not cfg.data:
         return "data"
-    return Path(cfg.data).stem.replace(" ", "_")[:24] or "data"
+    path = Path(cfg.data)
+    parts = [path.parent.name, path.stem] if path.suffix and path.parent.name not in ("", ".") else [path.stem]
+    if cfg.target:
+        parts.append(str(cfg.target))
+    name = "-".join(p.replace(" ", "_") for p in parts if p)
+    return name[:40] or "data"
 
 
 def lr_find(data: Any, plot: str | Path | None = "lr_find.png", start: float = 1e-6, end: float = 10.0,

@@ -91,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("inputs", nargs="+", metavar="INPUT")
     pr.add_argument("--json", action="store_true", help="print predictions as JSON")
     pr.add_argument("--out", metavar="CSV", help="write predictions (and probabilities) to a CSV file")
+    pr.add_argument("--text", action="store_true", help="text models: take every INPUT as a text, even one that "
+                    "looks like a file name")
 
     ge = sub.add_parser("generate", help="text from a trained language model (--task generate)")
     ge.add_argument("run", metavar="RUN")
@@ -165,8 +167,10 @@ def main(argv: list[str] | None = None) -> int:
     except LayerwiseError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code
-    except KeyboardInterrupt:
-        print("interrupted; resume a training with `layerwise train --resume RUN`.", file=sys.stderr)
+    except KeyboardInterrupt as e:
+        run = e.args[0] if e.args else "RUN"
+        print(f"interrupted; a checkpoint was saved: continue with `layerwise train --resume {run}`."
+              if e.args else "interrupted; resume a training with `layerwise train --resume RUN`.", file=sys.stderr)
         return 130
     except Exception as e:  # an internal error: short message, the traceback only on request
         if "--debug" in sys.argv or __import__("os").environ.get("LAYERWISE_DEBUG"):
@@ -192,7 +196,7 @@ def cmd_train(args) -> int:
     from .api import train
     from .errors import ConfigError
 
-    if not args.source and not args.resume:
+    if not args.source and not args.resume and not args.config:
         raise ConfigError("give the data to train on, e.g. `layerwise train digits`, or --resume RUN.")
     train(args.source, resume=args.resume, config=args.config, **_settings(args))
     return 0
@@ -222,11 +226,11 @@ def cmd_predict(args) -> int:
     from .run import Run
 
     run = Run.load(args.run)
-    out = run.predict(args.inputs if len(args.inputs) > 1 else args.inputs[0])
+    out = run.predict(args.inputs if len(args.inputs) > 1 else args.inputs[0], text=args.text)
     if "table" in out:  # a forecast: one row per future step
         return _print_table(out["table"], args)
     preds, probs = out["prediction"], out.get("probabilities")
-    labels = _input_labels(args.inputs, len(preds))
+    labels = out.get("inputs") or _input_labels(args.inputs, len(preds))
     if args.out:
         import pandas as pd
 
@@ -246,6 +250,13 @@ def cmd_predict(args) -> int:
         for i, (s, p) in enumerate(zip(labels, preds)):
             conf = f"  ({float(np.max(probs[i])):.3f})" if probs is not None else ""
             print(f"{s}\t{_py(p)}{conf}")
+    skipped = out.get("skipped") or []
+    for name, why in skipped:
+        print(f"skipped {name}: {why}", file=sys.stderr)
+    if skipped:
+        print(f"error: {len(skipped)} of {len(skipped) + len(preds)} inputs were not predicted (listed above); "
+              "remove or fix them.", file=sys.stderr)
+        return 2
     return 0
 
 

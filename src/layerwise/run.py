@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import DataError, RunError
+from .errors import DataError, RunError, say
 
 FILES = {"config": "config.yaml", "schema": "schema.json", "weights": "model.safetensors", "info": "run.json",
          "metrics": "metrics.jsonl", "checkpoint": "checkpoint.safetensors", "tensorboard": "tb"}
@@ -154,6 +154,8 @@ class Run:
         """Metrics on the run's test split, or on `data` (its given test part if it has one, else all of it)."""
         import torch
 
+        if self.task.evaluation_note:
+            raise RunError(self.task.evaluation_note)
         if data is None:
             if self._test is None:
                 self._test = self._reload_test()
@@ -180,6 +182,9 @@ class Run:
         if not self.config.data:
             raise DataError("this run was trained on in-memory data; pass the data to evaluate: run.evaluate(data).")
         prepared = self.prepared()
+        if prepared.test is None and prepared.val is not None:  # a language model holds out validation only
+            say("note: this run has no test split; these are the metrics of its validation split")
+            return prepared.val.inputs, prepared.val.y
         if prepared.test is None:
             raise DataError("this run has no test split (test_fraction=0); pass data to evaluate.")
         return prepared.test.inputs, prepared.test.y
@@ -222,8 +227,19 @@ class Run:
         """Anomaly score (and flag, with the run's threshold) per sample of `data`: ``run.score("new.csv")``."""
         return self.task.score(self, data, **options)
 
-    def predict(self, x: Any) -> dict[str, Any]:
-        """Predictions (and class probabilities) for arrays, a DataFrame, image files, or a CSV/.npz path."""
+    def predict(self, x: Any, text: bool = False) -> dict[str, Any]:
+        """Predictions (and class probabilities) for arrays, a DataFrame, image files, or a CSV/.npz path.
+
+        Image files come back under their names (`inputs`), and files that could not be read are listed with
+        the reason (`skipped`). `text=True` takes strings as texts even where they look like file paths."""
+        if text:
+            from .data import Data
+
+            if self.pre.spec()["kind"] != "text":
+                raise DataError("--text is for models trained on text; this one reads "
+                                f"{self.pre.spec()['kind']} data.")
+            items = [x] if isinstance(x, (str, Path)) else list(x)
+            x = Data("text", np.array([str(t) for t in items], dtype=object), None)
         return self.task.predict(self, x)
 
     def save_samples(self, out: str | Path, n: int = 64, label: Any = None, seed: int = 0,

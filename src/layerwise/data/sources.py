@@ -211,18 +211,50 @@ def read_inputs(x: Any, pre: Any, target: str | None) -> Data:
         if len(paths) == 1 and paths[0].suffix.lower() == ".npz":
             d = read_npz(paths[0], labels=False)
             return Data(d.kind, (d.test or d).x, None)
-        files = [f for p in paths for f in (sorted(p.rglob("*")) if p.is_dir() else [p]) if is_image_path(f)]
-        if kind != "image" or not files:
-            raise DataError(f"the model expects {'image files' if kind == 'image' else 'a table (CSV)'} "
-                            f"but got {', '.join(map(str, paths[:3]))}.")
-        imgs, _ = read_images(files, size=tuple(pre.shape[1:]), channels=pre.shape[0])
-        return Data("image", imgs, None)
+        if kind != "image":
+            raise DataError(f"the model expects a table (CSV) but got {', '.join(map(str, paths[:3]))}.")
+        return read_image_inputs(paths, pre)
     if isinstance(x, dict) and kind == "table":
         return Data("table", pd.DataFrame(x), None)
     arr = np.asarray(x)
-    if (kind == "image" and arr.ndim == 2) or (kind == "array" and arr.ndim == 1):  # a single sample
+    if kind == "image" and arr.ndim == 2:
+        c, h, w = pre.shape
+        if arr.shape == (h, w):  # one image
+            arr = arr[None]
+        elif arr.shape[1] == c * h * w:  # flattened images, as the training arrays were before reshaping
+            arr = arr.reshape(len(arr), h, w, c) if c > 1 else arr.reshape(len(arr), h, w)
+    elif kind == "array" and arr.ndim == 1:  # a single sample
         arr = arr[None]
     return from_arrays(arr, None)
+
+
+def read_image_inputs(paths: list[Path], pre: Any) -> Data:
+    """Image files and folders (at any depth) given to predict, each kept under its own name, in order; files
+    that are not images or cannot be read are listed in meta["skipped"] with the reason."""
+    files, skipped = [], []
+    for p in paths:
+        if p.is_dir():
+            inside = sorted(f for f in p.rglob("*") if f.is_file())
+            skipped += [(str(f), "not an image file") for f in inside if not is_image_path(f)]
+            files += [f for f in inside if is_image_path(f)]
+        elif is_image_path(p):
+            files.append(p)
+        else:
+            skipped.append((str(p), "not an image file (.png, .jpg, ...)"))
+    if not files:
+        raise DataError(f"no image files among {', '.join(map(str, paths[:3]))}; give .png or .jpg files or "
+                        "folders of them.")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the unreadable files are listed in skipped instead
+        try:
+            imgs, kept = read_images(files, size=tuple(pre.shape[1:]), channels=pre.shape[0])
+        except DataError:
+            imgs, kept = np.zeros((0, *pre.shape[1:], pre.shape[0]), np.uint8), []
+    kept_set = set(kept)
+    skipped += [(str(f), "cannot be read as an image") for i, f in enumerate(files) if i not in kept_set]
+    return Data("image", imgs, None, meta={"names": [str(files[i]) for i in kept], "skipped": skipped})
 
 
 def read_labelled(data: Any, pre: Any, target: str | None, run_target: str | None = None) -> Data:

@@ -180,6 +180,10 @@ class TextPre(Preprocessor):
                     lines = [line for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
                     return Data("text", np.array(lines, dtype=object), None)
                 return Data("text", _column(read_table(p), pre, target).to_numpy(dtype=object), None)
+        for t in items:
+            if looks_like_path(t) and not Path(str(t)).expanduser().exists():
+                raise DataError(f"{str(t)!r} looks like a file path but there is no such file; check the path, or "
+                                "pass it with --text (text=True) to classify it as a text.")
         return Data("text", np.array([str(t) if t is not None else "" for t in items], dtype=object), None)
 
 
@@ -217,6 +221,18 @@ class CorpusPre(Preprocessor):
 
 
 # ---------------------------------------------------------------- predict inputs
+
+
+PATH_SUFFIXES = (".csv", ".tsv", ".tab", ".txt", ".parquet", ".npz", ".json", ".jsonl", ".xlsx")
+
+
+def looks_like_path(t: Any) -> bool:
+    """A string with no spaces that ends in a data file's suffix or holds a path separator ("reviews.csv",
+    "data/test"): more likely a mistyped file name than a text to classify."""
+    s = str(t).strip()
+    if not s or any(c.isspace() for c in s):
+        return False
+    return s.lower().endswith(PATH_SUFFIXES) or "/" in s or "\\" in s
 
 
 def _column(df: pd.DataFrame, pre: TextPre, target: str | None) -> pd.Series:

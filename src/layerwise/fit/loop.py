@@ -60,6 +60,7 @@ class Loop:
         self.history: list[dict] = []
         self.val_metrics: dict[str, float] = {}
         self.stop = False
+        self.interrupted = False  # Ctrl-C / SIGTERM: stop after this batch, the epoch unfinished (api.train)
         self.inputs: tuple = ()
         self.y = self.out = self.loss = None
         self.stats: dict[str, float] = {}  # numbers a step reports for the callbacks (a GAN's d_loss, ...)
@@ -102,7 +103,7 @@ class Loop:
             self.model.train()
             self.epoch_start, self.loss_sum, self.loss_count = time.perf_counter(), 0.0, 0
             self.fire("epoch_start")
-            while self.batch_idx < self.steps_per_epoch and not self.stop:
+            while self.batch_idx < self.steps_per_epoch and not self.stop and not self.interrupted:
                 idx = perm[self.batch_idx * bs:(self.batch_idx + 1) * bs]
                 self.inputs = self.batch_inputs(tuple(x[idx] for x in self.train_inputs))
                 self.y = self.train_y[idx]
@@ -117,6 +118,8 @@ class Loop:
                 self.batch_idx += 1
                 self.fire("after_step")
                 self.fire("batch_end")
+            if self.interrupted:  # the caller saves a checkpoint at this batch; the epoch goes on at resume
+                return self.history
             self.train_loss = float(self.loss_sum / max(1, self.loss_count))
             if self.val is not None:
                 self.val_metrics = self.evaluate(self.val)

@@ -24,6 +24,8 @@ class Task:
     supports: frozenset[str] = frozenset()
     classes: list | None = None  # classification-like tasks: the class labels (stratified splits, count tables)
     step = None  # a function(loop) that replaces the loop's default step (see GenerateImages.step)
+    # tasks with no held-out metrics to evaluate (a GAN) say here what to do instead; None: evaluate works
+    evaluation_note: str | None = None
 
     # ---- the data
     @classmethod
@@ -126,7 +128,13 @@ class Task:
         from ..data.sources import read_inputs
 
         d = read_inputs(x, run.pre, run.config.target)
-        return run.pre.annotate(self.decode(run.outputs(run.transform(d))), d)
+        out = self.decode(run.outputs(run.transform(d))) if len(d) else {"prediction": []}
+        out = run.pre.annotate(out, d)
+        if "names" in d.meta:  # each prediction under the name of its input; what could not be read, and why
+            out["inputs"] = d.meta["names"]
+        if d.meta.get("skipped"):
+            out["skipped"] = d.meta["skipped"]
+        return out
 
     def sample(self, run: Any, n: int = 64, label: Any = None, seed: int = 0,
                truncation: float | None = None) -> Any:

@@ -31,6 +31,9 @@ class GenerateImages(Task):
 
     name = "gan"
     monitor = ("g_loss", "min")
+    evaluation_note = ("a GAN has no test metrics to evaluate (it is judged by its samples); look at them with "
+                       "`layerwise sample RUN --out grid.png`, or see samples.png and the per-epoch d_loss, g_loss "
+                       "and diversity in the run's metrics.jsonl.")
 
     def __init__(self, conditional: bool = False, classes: list | None = None, clusters: int = 0):
         self.conditional, self.classes, self.clusters = conditional, classes, clusters

@@ -72,11 +72,28 @@ class Generate(Task):
         if nv >= 1:
             vx, vy = windows(torch.from_numpy(val_ids), block, nv, 0)
             val = Split((vx,), vy)
-        # the held-out end is both the validation split and what `evaluate` reports
-        return Prepared(pre, task, Split((x,), y), val, val)
+        # the held-out end is the validation split (reported as val_metrics); there is no test split
+        return Prepared(pre, task, Split((x,), y), val, None)
 
     def callbacks(self, cfg: Any, run_dir: Any) -> list:
         return [] if self.train_ids is None else [ShiftWindows(self.train_ids, cfg.block_size)]
+
+    def labelled(self, run: Any, data: Any) -> tuple[tuple, Any]:
+        """Windows of block_size tokens of another text (`layerwise evaluate RUN other.txt`)."""
+        import torch
+
+        from ..data import load
+
+        d = load(data)
+        if d.kind != "corpus":
+            raise DataError(f"a language model is evaluated on a text (a .txt file), not on {d.kind} data.")
+        ids = torch.from_numpy(run.pre.encode(d.x))
+        block = run.pre.block_size
+        n = (len(ids) - 1) // block
+        if n < 1:
+            raise DataError(f"the text has {len(ids)} tokens, fewer than one window of {block}; give a longer text.")
+        x, y = windows(ids, block, n, 0)
+        return (x,), y
 
     def fit(self, y: np.ndarray) -> np.ndarray:
         return y
