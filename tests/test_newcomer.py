@@ -36,7 +36,7 @@ def image_run(tmp_path_factory):
 
 
 def test_predict_names_every_input_and_lists_what_it_could_not_read(image_run, tmp_path, capsys):
-    run, root = image_run
+    _, root = image_run
     files = sorted((root / "train" / "0").glob("*.png"))[:2] + sorted((root / "train" / "1").glob("*.png"))[:1]
     a, b = tmp_path / "a.png", tmp_path / "c.jpeg"
     Image.open(files[0]).save(a)
