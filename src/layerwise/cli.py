@@ -8,7 +8,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from .config import SETTINGS
+from .config import GROUPS, SETTINGS
 from .errors import LayerwiseError
 
 EPILOG = """examples:
@@ -18,6 +18,7 @@ EPILOG = """examples:
   layerwise evaluate runs/<run> --json
   layerwise predict runs/<run> image.png
 """
+SETTINGS_NOTE = "Each setting below is also a Python keyword and a key of --config YAML files."
 
 
 class Parser(argparse.ArgumentParser):
@@ -52,15 +53,20 @@ def _is_number(s: str) -> bool:
 
 
 def _add_settings(p: argparse.ArgumentParser) -> None:
-    """One flag per field of the settings schema, same names (underscores become dashes)."""
-    g = p.add_argument_group("settings (also accepted as keywords in Python and keys in --config YAML)")
+    """One flag per field of the settings schema, same names (underscores become dashes), listed in the
+    schema's groups; each help says its default once."""
+    groups = {name: p.add_argument_group(f"{name} ({desc})") for name, desc in GROUPS.items()}  # one line each
     for s in SETTINGS:
         if s.name == "data":
             continue
+        if s.group not in groups:  # a setting outside GROUPS still gets its flag
+            groups[s.group] = p.add_argument_group(s.group or "other settings")
+        g = groups[s.group]
         flag = "--" + s.name.replace("_", "-")
-        help_ = f"{s.help} (default: {s.default})"
-        if s.choices:
-            help_ = f"{s.help}: {', '.join(s.choices)} (default: {s.default})"
+        head, paren, tail = s.help.partition(" (default")
+        help_ = f"{head}: {', '.join(s.choices)}{paren}{tail}" if s.choices else s.help
+        if "default" not in help_ and s.default is not None and s.default is not False:
+            help_ += f" (default: {'on' if s.default is True else s.default})"
         if s.type is bool:
             g.add_argument(flag, dest=s.name, action=argparse.BooleanOptionalAction, default=None, help=help_)
         else:
@@ -75,7 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version="layerwise 0.1.0")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
-    t = sub.add_parser("train", help="train a model on data (a path or a built-in name: digits, mnist)")
+    t = sub.add_parser("train", help="train a model on data (a path or a built-in name: digits, mnist)",
+                       usage="%(prog)s [DATA] [--config YAML] [--resume RUN] [--SETTING ...]",
+                       description=SETTINGS_NOTE)
     t.add_argument("source", nargs="?", metavar="DATA", help="data: folder of images, CSV/Parquet, .npz, or a name")
     t.add_argument("--config", metavar="YAML", help="read settings from a YAML file (flags win)")
     t.add_argument("--resume", metavar="RUN", help="continue a run from its last checkpoint")
@@ -138,7 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("runs", help="list runs with their key metrics")
     r.add_argument("root", nargs="?", default="runs", metavar="FOLDER")
 
-    lf = sub.add_parser("lr-find", help="learning-rate range test: saves a plot, suggests a value")
+    lf = sub.add_parser("lr-find", help="learning-rate range test: saves a plot, suggests a value",
+                        usage="%(prog)s DATA [--config YAML] [--plot PNG] [--SETTING ...]",
+                        description=SETTINGS_NOTE)
     lf.add_argument("source", metavar="DATA")
     lf.add_argument("--config", metavar="YAML")
     lf.add_argument("--plot", metavar="PNG", default="lr_find.png", help="where to save the plot")
