@@ -329,8 +329,9 @@ def test_confusion_plot_has_the_class_labels(animals_run, monkeypatch, tmp_path)
     assert counts.tolist() == animals_run.evaluate(confusion=True)["confusion_matrix"]
 
 
-def test_write_report_skips_confusion_without_a_test_split_or_with_many_classes(tmp_path, capsys):
+def test_write_report_skips_confusion_without_a_test_split_or_with_many_classes(tmp_path, capsys, monkeypatch):
     run = lw.train("digits", out=tmp_path / "r", test_fraction=0, **TRAIN)
+    monkeypatch.setattr(lw.Run, "prepared", lambda self: pytest.fail("no test split: the data is not prepared again"))
     assert [p.name for p in write_report(run)] == ["summary.txt", "curves.png"]
     assert not (tmp_path / "r" / "confusion.png").exists() and capsys.readouterr().err == ""
     many = types.SimpleNamespace(path=tmp_path / "r", model=run.model, pre=run.pre,
@@ -341,7 +342,7 @@ def test_write_report_skips_confusion_without_a_test_split_or_with_many_classes(
 
 def test_write_report_never_raises(digits_run, tmp_path, capsys):
     broken = types.SimpleNamespace(path=tmp_path / "gone" / "run", model=digits_run.model, pre=digits_run.pre,
-                                   task=digits_run.task, evaluate=lambda **k: 1 / 0)
+                                   task=digits_run.task, info=digits_run.info, evaluate=lambda **k: 1 / 0)
     assert write_report(broken) == []
     err = capsys.readouterr().err
     assert err.count("warning: the run report skipped") == 2  # summary and confusion; no history: no curves

@@ -372,6 +372,8 @@ def _write_confusion(run: Any) -> Path | None:
         return None
     if type(run.task).confusion is Task.confusion:  # classes without a confusion matrix (a conditional GAN)
         return None
+    if getattr(run, "_test", None) is None and not (getattr(run, "info", None) or {}).get("test_metrics"):
+        return None  # no test split: a training without one records no test metrics (no data to prepare again)
     try:
         matrix = run.evaluate(confusion=True).get("confusion_matrix")
     except LayerwiseError:  # no test split (or in-memory data that was not kept)
