@@ -307,6 +307,9 @@ def _finish(run: Any, loop: Any, prepared: Any, quiet: bool):
     from .run import FILES
 
     finish_checkpoints(run.path / FILES["checkpoint"], run.config.keep_optimizer)  # keep what --resume needs
+    from .report import write_report
+
+    write_report(run, quiet=quiet)  # summary.txt, curves.png, confusion.png
     say(f"run: {run.path}", quiet)
     metrics = info.get("test_metrics") or info.get("val_metrics")
     if metrics:  # what was measured, under its own name

@@ -10,12 +10,14 @@ from pathlib import Path
 
 from .config import GROUPS, SETTINGS
 from .errors import LayerwiseError
+from .report import SORTS, STATUSES
 
 EPILOG = """examples:
   layerwise train digits
   layerwise train mnist.npz --model cnn --epochs 3
   layerwise train table.csv --target price --task regress
   layerwise evaluate runs/<run> --json
+  layerwise runs --sort metric --status done
   layerwise predict runs/<run> image.png
 """
 SETTINGS_NOTE = "Each setting below is also a Python keyword and a key of --config YAML files."
@@ -93,6 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("run", metavar="RUN")
     e.add_argument("source", nargs="?", metavar="DATA")
     e.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
+    e.add_argument("--confusion", action="store_true",
+                   help="with --json: add the confusion matrix and its classes (classification)")
 
     pr = sub.add_parser("predict", help="predictions for image files, a CSV or an .npz")
     pr.add_argument("run", metavar="RUN")
@@ -143,8 +147,23 @@ def build_parser() -> argparse.ArgumentParser:
             u.add_argument("--whiten", action=argparse.BooleanOptionalAction, default=True,
                            help="PCA-whiten the embeddings before k-means (default: on)")
 
-    r = sub.add_parser("runs", help="list runs with their key metrics")
-    r.add_argument("root", nargs="?", default="runs", metavar="FOLDER")
+    r = sub.add_parser("runs", help="list runs with their status, training time and key metric")
+    r.add_argument("root", nargs="?", default="runs", metavar="FOLDER", help="where the runs are (default: runs)")
+    r.add_argument("--sort", default="created", choices=SORTS,
+                   help="created (oldest first, the default), name, metric (best first) or time (longest first)")
+    r.add_argument("--status", choices=STATUSES, help="only runs with this status")
+    r.add_argument("--task", metavar="NAME", help="only runs of this task (classify, regress, ...)")
+    r.add_argument("--model", metavar="NAME", help="only runs of this model (mlp, cnn, ...)")
+    r.add_argument("--json", action="store_true", help="print the runs as a JSON list of objects")
+    r.add_argument("--prune", action="store_true",
+                   help="remove the runs that did not finish and have no trained weights (with the filters: of those)")
+    r.add_argument("--dry-run", action="store_true", help="with --prune: only list what would be removed")
+
+    rm = sub.add_parser("rm", help="remove run folders")
+    rm.add_argument("runs", nargs="+", metavar="RUN")
+
+    sm = sub.add_parser("summary", help="the layers of a run's model: output shapes and parameters")
+    sm.add_argument("run", metavar="RUN")
 
     lf = sub.add_parser("lr-find", help="learning-rate range test: saves a plot, suggests a value",
                         usage="%(prog)s DATA [--config YAML] [--plot PNG] [--SETTING ...]",
@@ -213,10 +232,16 @@ def cmd_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
+    from .report import confusion_text
     from .run import Run
 
-    metrics = Run.load(args.run).evaluate(args.source, confusion=not args.json)
+    run = Run.load(args.run)
+    metrics = run.evaluate(args.source, confusion=args.confusion or not args.json)
+    classes = run.task.classes if isinstance(run.task.classes, list) else None
     if args.json:
+        if "confusion_matrix" in metrics:  # the labels of its rows and columns, next to it
+            cm = metrics.pop("confusion_matrix")
+            metrics.update(confusion_matrix=cm, classes=classes or list(range(len(cm))))
         print(json.dumps(metrics))
         return 0
     cm = metrics.pop("confusion_matrix", None)
@@ -224,9 +249,10 @@ def cmd_evaluate(args) -> int:
     for k, v in metrics.items():
         print(f"{k:>{width}}  {v:.4f}")
     if cm is not None and len(cm) <= 20:
-        print("confusion matrix (rows: true, columns: predicted)")
-        for row in cm:
-            print(" ".join(f"{v:>6}" for v in row))
+        print(confusion_text(cm, classes))
+    elif cm is not None:
+        print(f"({len(cm)} classes: too many to print; `layerwise evaluate RUN --json --confusion` gives the "
+              "confusion matrix)")
     return 0
 
 
@@ -312,19 +338,88 @@ def cmd_models(args) -> int:
 
 
 def cmd_runs(args) -> int:
-    from .run import read_info
+    from .errors import ConfigError
+    from .report import filter_runs, list_runs, prunable, remove_runs, sort_runs
 
+    if args.dry_run and not args.prune:
+        raise ConfigError("--dry-run goes with --prune: `layerwise runs --prune --dry-run` lists what it would remove.")
     root = Path(args.root)
-    dirs = sorted(p for p in root.iterdir() if (p / "run.json").is_file()) if root.is_dir() else []
-    if not dirs:
+    if root.exists() and not root.is_dir():
+        raise ConfigError(f"{str(root)!r} is not a folder; give the folder that holds the runs (default: runs).")
+    found = list_runs(root)
+    rows = sort_runs(filter_runs(found, args.status, args.task, args.model), args.sort)
+    if args.prune:
+        doomed = [r for r in rows if prunable(r)]
+        if not args.dry_run:
+            remove_runs([r["path"] for r in doomed])
+        for r in doomed:
+            print(f"{'would remove' if args.dry_run else 'removed'} {r['path']} ({r['status']})")
+        if not doomed:
+            print(f"nothing to prune in {str(root)!r}: every run finished or has trained weights.")
+        return 0
+    if args.json:
+        print(json.dumps(rows))
+        return 0
+    if not found:
         print(f"no runs in {str(root)!r} yet; start one with `layerwise train DATA`.")
         return 0
-    print(f"{'run':<44} {'model':<8} {'task':<9} {'status':<8} test metrics")
-    for d in dirs:
-        info = read_info(d)
-        metrics = ", ".join(f"{k} {v:.4f}" for k, v in (info.get("test_metrics") or {}).items() if k != "loss")
-        print(f"{d.name[:44]:<44} {info.get('model', '?'):<8} {info.get('task', '?'):<9} "
-              f"{info.get('status', '?'):<8} {metrics}")
+    if not rows:
+        print(f"no runs in {str(root)!r} match the filters ({len(found)} runs in all).")
+        return 0
+    table = [(r["name"], r["status"], _cell(r["data"]), _cell(r["model"]), _cell(r["task"]), _epochs(r),
+              _duration(r["seconds"]), f"{r['metric']} {r['value']:.4f}" if _is_float(r["value"]) else "-")
+             for r in rows]
+    head = ("run", "status", "data", "model", "task", "epochs", "time", "metric")
+    caps = (44, 11, 20, 16, 11, 9, 8, 40)
+    widths = [min(cap, max(len(h), *(len(t[i]) for t in table))) for i, (h, cap) in enumerate(zip(head, caps))]
+    print(_line(head, widths))
+    for r, t in zip(rows, table):
+        print(_line(t, widths))
+        if r["error"]:
+            print(f"  error: {r['error']}")
+    return 0
+
+
+def _line(cells, widths) -> str:
+    out = [c if len(c) <= w else c[:w - 1] + "…" for c, w in zip(cells, widths)]
+    return "  ".join(f"{c:<{w}}" for c, w in zip(out[:-1], widths)) + "  " + out[-1]
+
+
+def _cell(v) -> str:
+    return "?" if v is None else str(v)
+
+
+def _is_float(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _epochs(r: dict) -> str:
+    return f"{r['epochs_done']}/{r['epochs']}" if r["epochs"] is not None else str(r["epochs_done"])
+
+
+def _duration(seconds) -> str:
+    if not _is_float(seconds):
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    if seconds < 3600:
+        return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
+    return f"{int(seconds // 3600)}h{int(seconds % 3600 // 60):02d}m"
+
+
+def cmd_rm(args) -> int:
+    from .report import remove_runs
+
+    for p in remove_runs(args.runs):
+        print(f"removed {p}")
+    return 0
+
+
+def cmd_summary(args) -> int:
+    from .report import summary_text
+    from .run import Run
+
+    print(summary_text(Run.load(args.run)))
     return 0
 
 
@@ -399,7 +494,7 @@ def cmd_score(args) -> int:
     return 0
 
 
-COMMANDS.update(embed=cmd_embed, cluster=cmd_cluster, score=cmd_score)
+COMMANDS.update(embed=cmd_embed, cluster=cmd_cluster, score=cmd_score, rm=cmd_rm, summary=cmd_summary)
 
 if __name__ == "__main__":
     sys.exit(main())
