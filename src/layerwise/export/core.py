@@ -197,7 +197,8 @@ def write_onnx(graph: Any, example: tuple, names: list[str], output: str, path: 
             path.unlink(missing_ok=True)
             raise ExportError(describe_failure(first, graph, "ONNX")) from None
         return "torchscript", ts_opset, ("the dynamo exporter failed (" + describe_failure(first, graph, "ONNX",
-                                         sentence=False) + "); the TorchScript-based exporter was used")
+                                         sentence=False) + "); the TorchScript-based exporter was used (its trace keeps the branches the example inputs "
+                                         "took)")
 
 
 def write_program(graph: Any, example: tuple, path: Path) -> str:
