@@ -53,24 +53,23 @@ def export(run: Any, format: str = "onnx", out: str | Path | None = None, *, che
     names, output = front.names(), OUTPUT_NAMES.get(run.task.name, "reconstruction")
     graph = front.wrap(exportable(run.model)).eval()
     example = _example(feeds)
+    reference = eager(run, front.reference(raw)) if check else None
+    result = {"path": str(path), "format": fmt, "exporter": None, "opset": None, "inputs": names,
+              "output": output, "folded": front.folded(), "max_abs_diff": None, "checked_on": source if check else None}
     written = [path]
-    if fmt == "onnx":
-        exporter, opset, note = write_onnx(graph, example, names, output, path)
-    else:
-        exporter, opset, note = write_program(graph, example, path), None, None
-    result = {"path": str(path), "format": fmt, "exporter": exporter, "opset": opset, "inputs": names,
-              "output": output, "folded": front.folded(), "max_abs_diff": None, "checked_on": None}
-    if note:
-        result["note"] = note
     try:
-        if check:
-            got = run_onnx(path, names, feeds) if fmt == "onnx" else run_program(path, feeds)
-            diff = max_difference(got, eager(run, front.reference(raw)))
-            result.update(max_abs_diff=diff, checked_on=source)
-            if not diff <= TOLERANCE:
-                raise ExportError(f"the {fmt} export differs from eager PyTorch by up to {diff:.3g} on {source} "
-                                  f"(more than {TOLERANCE:g}), so it was not kept; report the model "
-                                  f"({run.info.get('model')}) with this message.")
+        if fmt == "onnx":
+            exporter, opset, diff, notes = write_onnx(graph, example, names, output, path, feeds, reference)
+        else:
+            exporter, opset, notes = write_program(graph, example, path), None, []
+            diff = max_difference(run_program(path, feeds), reference) if check else None
+        result.update(exporter=exporter, opset=opset, max_abs_diff=diff)
+        if notes:
+            result["note"] = "; ".join(notes)
+        if check and not diff <= TOLERANCE:
+            raise ExportError(f"the {fmt} export differs from eager PyTorch by up to {diff:.3g} on {source} "
+                              f"(more than {TOLERANCE:g}), so it was not kept; report the model "
+                              f"({run.info.get('model')}) with this message.")
         meta = metadata(run, front, result, path)
         side = path.with_name(path.name + ".preprocessing.json")
         side.write_text(json.dumps(meta, indent=1, default=_jsonable))
@@ -176,29 +175,61 @@ def opsets() -> tuple[int, int]:
     return newest, min(newest, getattr(_constants, "ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET", 17))
 
 
-def write_onnx(graph: Any, example: tuple, names: list[str], output: str, path: Path) -> tuple[str, int, str | None]:
-    """ONNX with a dynamic batch axis: the dynamo exporter, else the TorchScript-based one. Returns (exporter,
-    opset, why the fallback was needed or None)."""
+def write_onnx(graph: Any, example: tuple, names: list[str], output: str, path: Path, feeds: tuple,
+               reference: np.ndarray | None) -> tuple[str, int, float | None, list[str]]:
+    """ONNX with a dynamic batch axis. Tries the dynamo exporter at the newest opset, then at the exporter's
+    default one, then the TorchScript-based exporter; with a `reference`, an attempt that onnxruntime cannot
+    run, or that differs from it by more than the tolerance, counts as failed. Returns (exporter, opset, max
+    abs difference or None, sentences on the attempts that failed)."""
     import torch
+    from torch.onnx import _constants
 
-    dynamo_opset, ts_opset = opsets()
-    try:
-        with silenced():
-            torch.onnx.export(graph, example, str(path), dynamo=True, input_names=names, output_names=[output],
-                              dynamic_shapes=_dynamic(graph, example), opset_version=dynamo_opset, external_data=False)
-        return "dynamo", dynamo_opset, None
-    except Exception as first:  # noqa: BLE001 (the exporters raise many types)
+    from .check import TOLERANCE, max_difference
+
+    newest, ts_opset = opsets()
+    default = min(getattr(_constants, "ONNX_DEFAULT_OPSET", newest), newest)
+    attempts = [("dynamo", newest)] + ([("dynamo", default)] if default < newest else []) + [("torchscript", ts_opset)]
+    notes: list[str] = []
+    failure: BaseException | None = None
+    best: tuple[str, int, float] | None = None
+    for exporter, opset in attempts:
         path.unlink(missing_ok=True)
         try:
             with silenced():
-                torch.onnx.export(graph, example, str(path), dynamo=False, input_names=names, output_names=[output],
-                                  dynamic_axes={n: {0: "batch"} for n in [*names, output]}, opset_version=ts_opset)
-        except Exception:  # noqa: BLE001
-            path.unlink(missing_ok=True)
-            raise ExportError(describe_failure(first, graph, "ONNX")) from None
-        return "torchscript", ts_opset, ("the dynamo exporter failed (" + describe_failure(first, graph, "ONNX",
-                                         sentence=False) + "); the TorchScript-based exporter was used (its trace keeps the branches the example inputs "
-                                         "took)")
+                if exporter == "dynamo":
+                    torch.onnx.export(graph, example, str(path), dynamo=True, input_names=names,
+                                      output_names=[output], dynamic_shapes=_dynamic(graph, example),
+                                      opset_version=opset, external_data=False)
+                else:
+                    torch.onnx.export(graph, example, str(path), dynamo=False, input_names=names,
+                                      output_names=[output], opset_version=opset,
+                                      dynamic_axes={n: {0: "batch"} for n in [*names, output]})
+        except Exception as e:  # noqa: BLE001 (the exporters raise many types)
+            failure = failure or e
+            notes.append(f"the {exporter} exporter failed at opset {opset} ("
+                         + describe_failure(e, graph, "ONNX", sentence=False) + ")")
+            continue
+        if reference is None:
+            return exporter, opset, None, notes
+        try:
+            diff = max_difference(run_onnx(path, names, feeds), reference)
+        except Exception as e:  # noqa: BLE001 (onnxruntime's own error types)
+            notes.append(f"onnxruntime could not run the {exporter} export at opset {opset} ("
+                         + _clean(str(e)).split("Status Message:")[0].strip()[:200] + ")")
+            continue
+        if diff <= TOLERANCE:
+            if exporter == "torchscript" and notes:
+                notes.append("the TorchScript-based exporter was used (its trace keeps the branches the example "
+                             "inputs took)")
+            return exporter, opset, diff, notes
+        notes.append(f"the {exporter} export at opset {opset} differs from eager PyTorch by {diff:.3g}")
+        best = best if best is not None and best[2] <= diff else (exporter, opset, diff)
+    path.unlink(missing_ok=True)
+    if best is not None:  # exported, but never close enough: the caller says so
+        return best[0], best[1], best[2], notes
+    if failure is not None and len(notes) == len(attempts) and all("exporter failed" in n for n in notes):
+        raise ExportError(describe_failure(failure, graph, "ONNX"))
+    raise ExportError(f"no ONNX export of this model runs correctly in onnxruntime: {'; '.join(notes)}.")
 
 
 def write_program(graph: Any, example: tuple, path: Path) -> str:
@@ -217,14 +248,17 @@ def write_program(graph: Any, example: tuple, path: Path) -> str:
 def run_onnx(path: Path, names: list[str], feeds: tuple) -> np.ndarray:
     import onnxruntime as ort
 
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 4  # its errors come back as exceptions
+    session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     return session.run(None, dict(zip(names, feeds)))[0]
 
 
 def run_program(path: Path, feeds: tuple) -> np.ndarray:
     import torch
 
-    module = torch.export.load(str(path)).module()
+    with silenced():
+        module = torch.export.load(str(path)).module()
     with torch.no_grad():
         return module(*(torch.as_tensor(f) for f in feeds)).float().numpy()
 

@@ -467,6 +467,93 @@ class SeriesFront(Front):
                 "feeds = {'history': history}\n")
 
 
+# ---------------------------------------------------------------- sequences to classify or regress
+
+
+class _Sequences(nn.Module):
+    """Raw sequences [B, length, C] -> (x - mean) / std per channel, zero after each sequence's length (when
+    the training sequences differed in length, the lengths [B] are a second input), then the model."""
+
+    def __init__(self, model: nn.Module, mean: Any, std: Any, variable: bool):
+        super().__init__()
+        self.model, self.variable = model, variable
+        self.register_buffer("mean", _buffer(mean))
+        self.register_buffer("std", _buffer(std))
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        z = (inputs[0] - self.mean) / self.std
+        if not self.variable:
+            return self.model(z)
+        lengths = inputs[1]
+        real = torch.arange(z.shape[1], device=z.device)[None, :, None] < lengths[:, None, None]
+        return self.model(torch.where(real, z, torch.zeros_like(z)), lengths)
+
+
+class SequenceFront(Front):
+    """Sequences as raw steps [batch, length, C] (the last `length` steps, padded at the end), with their
+    lengths [batch] when the training sequences differed in length."""
+
+    kind = "sequence"
+
+    def names(self) -> list[str]:
+        return ["sequences", "lengths"] if self.pre.variable else ["sequences"]
+
+    def wrap(self, model: nn.Module) -> nn.Module:
+        return _Sequences(model, self.pre.mean, self.pre.std, self.pre.variable)
+
+    def folded(self) -> list[str]:
+        return ["(x - mean) / std per channel"] + (["zero after each length"] if self.pre.variable else [])
+
+    def inputs_doc(self) -> list[dict]:
+        c = len(self.pre.columns)
+        doc = [{"name": "sequences", "dtype": "float32", "shape": [BATCH, self.pre.length, c],
+                "meaning": f"raw values of the channels preprocessing.columns, the last {self.pre.length} steps "
+                           "of each sequence, padded at the end"}]
+        if self.pre.variable:
+            doc.append({"name": "lengths", "dtype": "int64", "shape": [BATCH],
+                        "meaning": "the real steps of each sequence (at most length)"})
+        return doc
+
+    def outside(self) -> dict:
+        p = self.pre
+        return {"kind": "sequence", "columns": p.columns, "length": p.length, "variable": p.variable,
+                "mode": p.mode, "series_id": p.series_id, "time_column": p.time_col, "stride": p.stride}
+
+    def raw_from(self, d: Any) -> list[np.ndarray]:
+        seqs = d.x if d.kind == "sequence" else self.pre.labelled(d).x
+        return [np.asarray(s, np.float32).reshape(len(s), -1) for s in seqs]
+
+    def feeds(self, seqs: Any) -> tuple[np.ndarray, ...]:
+        if isinstance(seqs, tuple):
+            return seqs
+        length, c = self.pre.length, len(self.pre.columns)
+        x = np.zeros((len(seqs), length, c), np.float32)
+        lengths = np.zeros(len(seqs), np.int64)
+        for i, s in enumerate(seqs):
+            s = np.asarray(s, np.float32).reshape(len(s), -1)[-length:]
+            x[i, :len(s)], lengths[i] = s, len(s)
+        return (x, lengths) if self.pre.variable else (x,)
+
+    def reference(self, seqs: Any) -> tuple[np.ndarray, ...]:
+        return tuple(self.pre.transform(seqs))
+
+    def random(self, n: int, rng: np.random.Generator) -> list[np.ndarray]:
+        length, c = self.pre.length, len(self.pre.columns)
+        sizes = rng.integers(1, length + 1, n) if self.pre.variable else np.full(n, length)
+        return [(rng.normal(size=(int(t), c)) * self.pre.std + self.pre.mean).astype(np.float32) for t in sizes]
+
+    def snippet(self) -> str:
+        lines = ["pre = meta['preprocessing']", "length = pre['length']",
+                 "# sequences: a list of [steps, channels] arrays of raw values (channels: pre['columns'])",
+                 "x = np.zeros((len(sequences), length, len(pre['columns'])), np.float32)",
+                 "lengths = np.zeros(len(sequences), np.int64)",
+                 "for i, s in enumerate(sequences):",
+                 "    s = np.asarray(s, np.float32).reshape(len(s), -1)[-length:]",
+                 "    x[i, :len(s)], lengths[i] = s, len(s)",
+                 "feeds = {'sequences': x, 'lengths': lengths}" if self.pre.variable else "feeds = {'sequences': x}"]
+        return "\n".join(lines) + "\n"
+
+
 # ---------------------------------------------------------------- audio
 
 
@@ -536,7 +623,7 @@ class AudioFront(Front):
 
 
 FRONTS = {"image": ArrayFront, "array": ArrayFront, "table": TableFront, "text": TextFront,
-          "series": SeriesFront, "audio": AudioFront}
+          "series": SeriesFront, "audio": AudioFront, "sequence": SequenceFront}
 
 
 def front_for(run: Any) -> Front:
