@@ -152,6 +152,19 @@ def test_dlinear_forecast_onnx_takes_raw_history(series_run, folder):
     assert forecast.shape == (1, 6, 1) and np.abs(forecast[..., 0] - want).max() <= TOL
 
 
+def test_variable_length_sequences_take_raw_steps_and_lengths(folder):
+    pytest.importorskip("onnxruntime")
+    rng = np.random.default_rng(2)
+    seqs = np.empty(60, dtype=object)
+    seqs[:] = [rng.normal(5, 2, (int(t), 2)).astype(np.float32) for t in rng.integers(3, 16, 60)]
+    run = lw.train(lw.Data("sequence", seqs, np.arange(60) % 2), model="gru", epochs=1, hidden=[8],
+                   out=folder / "seq", **QUIET)
+    r = export(run, "onnx", folder / "seq.onnx", quiet=True)  # in-memory data: checked on random sequences
+    assert r["inputs"] == ["sequences", "lengths"] and r["max_abs_diff"] <= TOL and "random" in r["checked_on"]
+    scope = run_usage(r, sequences=list(seqs[:9]))
+    assert np.abs(scope["out"] - eager(run, run.transform(lw.Data("sequence", seqs[:9], None)))).max() <= TOL
+
+
 @pytest.mark.parametrize("name", ["digits_run", "table_run", "text_run", "series_run"])
 def test_torch_export_round_trip(name, request, folder):
     import torch
