@@ -126,6 +126,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("models", help="list the architectures and the pretrained:NAME models (installed or not)")
 
+    ex = sub.add_parser("export", help="a run's model with its preprocessing as ONNX or a torch.export program")
+    ex.add_argument("run", metavar="RUN")
+    ex.add_argument("--format", default="onnx", metavar="FORMAT",
+                    help="onnx (for onnxruntime, the default) or torch (a torch.export .pt2 program)")
+    ex.add_argument("--out", metavar="PATH", help="the file to write, or a folder for model.onnx / model.pt2 "
+                    "(default: the run folder)")
+    ex.add_argument("--no-check", dest="check", action="store_false",
+                    help="skip the comparison with eager PyTorch on sample inputs")
+    ex.add_argument("--json", action="store_true", help="print what was written and checked as JSON")
+
     for name, help_ in (("embed", "encoder vectors of data (.npz) and a 2-D map coloured by label (autoencoders)"),
                         ("cluster", "k-means on the embeddings of data; NMI and ARI when it has labels"),
                         ("score", "anomaly score (and flag) per sample of data (--task anomaly or reconstruct)")):
@@ -495,6 +505,18 @@ def cmd_score(args) -> int:
 
 
 COMMANDS.update(embed=cmd_embed, cluster=cmd_cluster, score=cmd_score, rm=cmd_rm, summary=cmd_summary)
+
+
+def cmd_export(args) -> int:
+    from .export import export
+
+    result = export(args.run, args.format, args.out, check=args.check, quiet=args.json)
+    if args.json:
+        print(json.dumps(result))
+    return 0
+
+
+COMMANDS["export"] = cmd_export
 
 if __name__ == "__main__":
     sys.exit(main())
