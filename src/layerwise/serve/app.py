@@ -131,16 +131,17 @@ class Predictor:
             if not good:
                 return results
         model_inputs = parts[0] if len(parts) == 1 else tuple(np.concatenate(xs) for xs in zip(*parts))
-        out = self.run.outputs(model_inputs)
+        dec = self.run.task.decode(self.run.outputs(model_inputs))  # once for the batch, then sliced per job
         start = 0
         for k in good:
             n = chunks[k].n
-            results[k] = self.answer(out[start:start + n], chunks[k])
+            part = {key: (v[start:start + n] if key in ("prediction", "probabilities") and v is not None else v)
+                    for key, v in dec.items()}
+            results[k] = self.answer(part, chunks[k])
             start += n
         return results
 
-    def answer(self, out: Any, chunk: Chunk) -> dict:
-        dec = self.run.task.decode(out)
+    def answer(self, dec: dict, chunk: Chunk) -> dict:
         pred = dec["prediction"]
         pred = pred.tolist() if isinstance(pred, np.ndarray) else [_py(p) for p in pred]
         if isinstance(dec.get("prediction"), np.ndarray) and dec["prediction"].ndim == 2 \
