@@ -7,6 +7,8 @@ Trains the default CNN on digits for one epoch (unless --run is given), then for
 pass per request -- starts it in a subprocess on a free port of 127.0.0.1, runs a closed-loop load with httpx
 (asyncio) for --seconds at each number of concurrent clients (each client sends one 8x8 image per request and
 waits for the answer), and stops it. Prints requests/s, p50/p95/p99 latency and errors as a markdown table.
+`--client raw` swaps httpx for a minimal asyncio HTTP/1.1 client: on a small machine httpx's own CPU per request
+is the limit, not the server's.
 Everything is bounded: each load by time and a request cap, each server start by a timeout; the servers are
 stopped (SIGTERM, then killed) whatever happens.
 """
@@ -147,6 +149,55 @@ async def load(url: str, images: list, clients: int, seconds: float, warmup: flo
     return {"latencies": lat, "errors": errors, "seconds": time.perf_counter() - measure_from}
 
 
+async def load_raw(url: str, images: list, clients: int, seconds: float, warmup: float = 1.0,
+                   max_requests: int = 1_000_000) -> dict:
+    """As `load`, with a minimal HTTP/1.1 keep-alive client on asyncio streams (a fraction of httpx's CPU per
+    request), to see what the server can do when the load generator is not the limit."""
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    bodies = [json.dumps({"inputs": [im]}).encode() for im in images]
+    requests = [b"POST /predict HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+                % (host.encode(), len(b), b) for b in bodies]
+    lat: list[float] = []
+    errors = 0
+    start = time.perf_counter()
+    measure_from, end = start + warmup, start + warmup + seconds
+
+    async def worker(k: int) -> None:
+        nonlocal errors
+        i = k
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, int(port)), 10)
+        try:
+            while (now := time.perf_counter()) < end and len(lat) + errors < max_requests:
+                req = requests[i % len(requests)]
+                i += clients
+                t = time.perf_counter()
+                try:
+                    writer.write(req)
+                    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+                    lines = head.split(b"\r\n")
+                    length = next(int(x.split(b":")[1]) for x in lines if x.lower().startswith(b"content-length:"))
+                    body = await asyncio.wait_for(reader.readexactly(length), 10)
+                    ok = lines[0].split()[1] == b"200" and len(json.loads(body)["predictions"]) == 1
+                except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, ValueError, KeyError,
+                        StopIteration):
+                    ok = False
+                if now >= measure_from:
+                    if ok:
+                        lat.append(time.perf_counter() - t)
+                    else:
+                        errors += 1
+                if not ok:
+                    break
+        finally:
+            writer.close()
+
+    await asyncio.gather(*(worker(k) for k in range(clients)))
+    return {"latencies": lat, "errors": errors, "seconds": time.perf_counter() - measure_from}
+
+
+LOADS = {"httpx": load, "raw": load_raw}
+
+
 def summary(parts: list[dict]) -> dict:
     lat = [x for p in parts for x in p["latencies"]]
     elapsed = max(p["seconds"] for p in parts)
@@ -155,14 +206,14 @@ def summary(parts: list[dict]) -> dict:
             "p99": np.percentile(ms, 99), "errors": sum(p["errors"] for p in parts), "n": len(lat)}
 
 
-def measure(url: str, images: list, clients: int, seconds: float, procs: int) -> dict:
+def measure(url: str, images: list, clients: int, seconds: float, procs: int, how: str = "httpx") -> dict:
     """The load from `procs` processes (this one when 1), each with its share of the clients."""
     procs = max(1, min(procs, clients))
     if procs == 1:
-        return summary([asyncio.run(load(url, images, clients, seconds))])
+        return summary([asyncio.run(LOADS[how](url, images, clients, seconds))])
     shares = [clients // procs + (k < clients % procs) for k in range(procs)]
     workers = [subprocess.Popen([sys.executable, __file__, "--load-worker", url, "--clients", str(n), "--seconds",
-                                 str(seconds)], stdout=subprocess.PIPE, text=True) for n in shares]
+                                 str(seconds), "--client", how], stdout=subprocess.PIPE, text=True) for n in shares]
     parts = []
     for w in workers:
         try:
@@ -198,6 +249,9 @@ def main() -> None:
     ap.add_argument("--run", help="a run folder to serve instead (trained on 8x8 digits)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads of each server (default: 1)")
     ap.add_argument("--servers", default="on,off,plain", help="which servers: on, off, plain")
+    ap.add_argument("--client", default="httpx", choices=("httpx", "raw"),
+                    help="load generator: httpx.AsyncClient per client, or a minimal asyncio HTTP/1.1 client that "
+                         "costs far less CPU (default: httpx)")
     ap.add_argument("--load-procs", type=int, default=1, help="processes that generate the load (default: 1)")
     ap.add_argument("--plain-server", metavar="RUN", help=argparse.SUPPRESS)
     ap.add_argument("--load-worker", metavar="URL", help=argparse.SUPPRESS)
@@ -209,7 +263,8 @@ def main() -> None:
 
     images = builtin.NAMES["digits"]()["x"][:256, 0].tolist()
     if args.load_worker:  # one share of the clients, in its own process: its latencies as JSON
-        return print(json.dumps(asyncio.run(load(args.load_worker, images, int(args.clients), args.seconds))))
+        return print(json.dumps(asyncio.run(LOADS[args.client](args.load_worker, images, int(args.clients),
+                                                                args.seconds))))
 
     with tempfile.TemporaryDirectory(prefix="serve-load-") as tmp:
         run_dir = args.run
@@ -225,14 +280,14 @@ def main() -> None:
             with server(kind, run_dir, args.threads, Path(tmp) / f"{kind}.log") as url:
                 for n in clients:
                     passes, items = asyncio.run(batching_of(url))
-                    r = measure(url, images, n, args.seconds, args.load_procs)
+                    r = measure(url, images, n, args.seconds, args.load_procs, args.client)
                     passes2, items2 = asyncio.run(batching_of(url))
                     r["per_pass"] = (items2 - items) / (passes2 - passes) if passes2 > passes else None
                     rows.append((kind, n, r))
                     print(f"  {kind:>5} {n:>3} clients: {r['rps']:8.1f} req/s  p95 {r['p95']:.2f} ms", file=sys.stderr)
     model = Path(args.run).name if args.run else args.model
     print(f"\ndigits 8x8, model {model}, {args.seconds:g} s per load, {args.threads} torch thread(s) per server, "
-          f"{os.cpu_count()} CPUs shared with the load generator ({args.load_procs} process(es))\n")
+          f"{os.cpu_count()} CPUs shared with the load generator ({args.load_procs} process(es), {args.client} clients)\n")
     print("| server | clients | requests/s | p50 ms | p95 ms | p99 ms | errors | items per forward |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for kind, n, r in rows:

@@ -352,3 +352,18 @@ def test_image_bytes_helper_reads_png_like_files(runs, digits):
     Image.fromarray((digits[0] * 255).astype(np.uint8)).save(buf, format="PNG")
     chunk = make_app(runs["digits"]).state.inputs.from_files([("x.png", buf.getvalue())])
     assert chunk.raw.shape == (1, 8, 8, 1) and chunk.extra == {"inputs": ["x.png"]}
+
+
+def test_a_bad_request_in_a_batch_fails_alone(runs):
+    from layerwise.serve.batcher import Job
+    from layerwise.serve.inputs import InputError
+
+    run = runs["table"]
+    app = make_app(run)
+    inputs, predictor = app.state.inputs, app.state.batcher.process
+    good = [{"x1": 0.5, "x2": -1.0, "color": "red"}]
+    bad = [{"x1": 1.0, "x2": "n/a?", "color": "blue"}]
+    jobs = [Job(inputs.from_json(rows), 1, None) for rows in (good, bad, good)]
+    first, failed, last = predictor(jobs)
+    assert first == last and first["predictions"] == run.predict(pd.DataFrame(good))["prediction"]
+    assert isinstance(failed, InputError) and failed.status == 422 and "column 'x2'" in failed.detail

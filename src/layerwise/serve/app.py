@@ -20,7 +20,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from ..errors import LayerwiseError
-from .batcher import Batcher, Job, QueueFull, ShuttingDown
+from .batcher import Batcher, Job, QueueFull, ShuttingDown, Stats
 from .inputs import Chunk, InputError, Inputs
 
 DEFAULTS = {"max_batch": 64, "max_wait_ms": 5.0, "max_queue": 1024, "max_items": 256, "max_body_mb": 10.0}
@@ -106,6 +106,18 @@ def _py(v: Any) -> Any:
     return v.item() if isinstance(v, np.generic) else v
 
 
+# what the preprocessing raises on data it refuses: layerwise's own checks, and numpy/pandas conversions
+BAD_DATA = (LayerwiseError, ValueError, TypeError)
+
+
+def _bad(e: Exception) -> InputError:
+    if isinstance(e, LayerwiseError):
+        return InputError(422, str(e))
+    first = str(e).splitlines()[0] if str(e) else e.__class__.__name__
+    return InputError(422, f"the inputs cannot be converted for the model ({first}); check them against GET "
+                           "/metadata.")
+
+
 class Predictor:
     """The worker thread's side: one batch of jobs -> run.transform once, run.outputs once, answers per job."""
 
@@ -118,16 +130,16 @@ class Predictor:
             parts = [self.inputs.model_inputs(chunks)]
             good = list(range(len(jobs)))
             results: list[Any] = [None] * len(jobs)
-        except LayerwiseError as e:
+        except BAD_DATA as e:
             if len(jobs) == 1:
-                return [InputError(422, str(e))]
+                return [_bad(e)]
             parts, good, results = [], [], [None] * len(jobs)  # find the requests at fault, answer the others
             for k, ch in enumerate(chunks):
                 try:
                     parts.append(self.inputs.model_inputs([ch]))
                     good.append(k)
-                except LayerwiseError as e1:
-                    results[k] = InputError(422, str(e1))
+                except BAD_DATA as e1:
+                    results[k] = _bad(e1)
             if not good:
                 return results
         model_inputs = parts[0] if len(parts) == 1 else tuple(np.concatenate(xs) for xs in zip(*parts))
@@ -219,7 +231,7 @@ def make_app(run: Any, max_batch: int = 64, max_wait_ms: float = 5.0, max_queue:
         if warmup:
             with contextlib.suppress(Exception):  # a failed warm-up shows up again in the first request
                 await batcher.submit(inputs.example(), 1)
-                batcher.stats.__init__()  # count only real requests
+                batcher.stats = Stats()  # count only real requests
         app.state.started = time.time()
         try:
             yield
@@ -238,6 +250,10 @@ def make_app(run: Any, max_batch: int = 64, max_wait_ms: float = 5.0, max_queue:
     async def invalid(request: Request, exc: RequestValidationError):
         errors = sorted(exc.errors(), key=lambda e: e.get("type") != "extra_forbidden")  # a misnamed field first
         return _json({"detail": _sentence(errors[0] if errors else {}, inputs)}, 422)
+
+    @app.exception_handler(Exception)
+    async def internal(request: Request, exc: Exception):  # a bug, not bad input: say so in one sentence
+        return _json({"detail": f"internal error: {exc.__class__.__name__}: {exc} (please report it)."}, 500)
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException):
