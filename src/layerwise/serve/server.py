@@ -82,7 +82,10 @@ def serve(run: str | Path, host: str = "127.0.0.1", port: int = 8000, threads: i
         config = uvicorn.Config(app, log_level=log_level, access_log=False, timeout_graceful_shutdown=30,
                                 lifespan="on")
         server = uvicorn.Server(config)
-        server.run(sockets=[sock])
+        try:
+            server.run(sockets=[sock])
+        except KeyboardInterrupt:  # uvicorn raises Ctrl-C again once it has shut down gracefully
+            say("stopped")
         return 0 if server.started else 1
     finally:
         sock.close()
