@@ -19,6 +19,7 @@ EPILOG = """examples:
   layerwise evaluate runs/<run> --json
   layerwise runs --sort metric --status done
   layerwise predict runs/<run> image.png
+  layerwise serve runs/<run> --port 8000
 """
 SETTINGS_NOTE = "Each setting below is also a Python keyword and a key of --config YAML files."
 
@@ -156,6 +157,26 @@ def build_parser() -> argparse.ArgumentParser:
             u.add_argument("--manifold", choices=("tsne", "umap"), help="k-means on this 2-D map of the embeddings")
             u.add_argument("--whiten", action=argparse.BooleanOptionalAction, default=True,
                            help="PCA-whiten the embeddings before k-means (default: on)")
+
+    sv = sub.add_parser("serve", help="answer predictions over HTTP: POST /predict (JSON), /predict/files, "
+                        "GET /metadata, docs at /docs", description="Serve a run with micro-batching: concurrent "
+                        "requests share one forward pass. Needs `pip install 'layerwise[serve]'`.")
+    sv.add_argument("run", metavar="RUN")
+    sv.add_argument("--port", type=int, default=8000, metavar="N", help="TCP port (default: 8000)")
+    sv.add_argument("--host", default="127.0.0.1", metavar="HOST",
+                    help="address to listen on (default: 127.0.0.1, this machine only; 0.0.0.0: every interface)")
+    sv.add_argument("--max-batch", type=int, default=64, metavar="N",
+                    help="most items in one forward pass; 1 turns batching off (default: 64)")
+    sv.add_argument("--max-wait-ms", type=float, default=5.0, metavar="MS",
+                    help="most time to wait for a fuller batch, only under concurrent load (default: 5)")
+    sv.add_argument("--max-queue", type=int, default=1024, metavar="N",
+                    help="requests that may wait; more get 503 with Retry-After (default: 1024)")
+    sv.add_argument("--max-items", type=int, default=256, metavar="N",
+                    help="most inputs in one request, else 413 (default: 256)")
+    sv.add_argument("--max-body-mb", type=float, default=10.0, metavar="MB",
+                    help="largest request body, else 413 (default: 10)")
+    sv.add_argument("--threads", type=int, default=None, metavar="N",
+                    help="torch threads for the model (default: torch's)")
 
     r = sub.add_parser("runs", help="list runs with their status, training time and key metric")
     r.add_argument("root", nargs="?", default="runs", metavar="FOLDER", help="where the runs are (default: runs)")
@@ -517,6 +538,17 @@ def cmd_export(args) -> int:
 
 
 COMMANDS["export"] = cmd_export
+
+
+def cmd_serve(args) -> int:
+    from .serve import serve
+
+    return serve(args.run, host=args.host, port=args.port, threads=args.threads, max_batch=args.max_batch,
+                 max_wait_ms=args.max_wait_ms, max_queue=args.max_queue, max_items=args.max_items,
+                 max_body_mb=args.max_body_mb)
+
+
+COMMANDS["serve"] = cmd_serve
 
 if __name__ == "__main__":
     sys.exit(main())
