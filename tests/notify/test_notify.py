@@ -224,7 +224,7 @@ def test_mailto_done(digits_run, monkeypatch):
     assert len(got) == 1
     assert got[0].mail_from == "layerwise@example.com" and got[0].rcpt_tos == ["me@example.com"]
     text = got[0].content.decode()
-    assert f"Subject: layerwise: {run.path.name} finished" in text and "accuracy" in text
+    assert f"Subject: layerwise run {run.path.name} finished" in text and "accuracy" in text
 
 
 def test_unreachable_target_is_one_warning(digits_run, capsys):

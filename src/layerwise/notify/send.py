@@ -67,24 +67,24 @@ def notify(run_dir_or_info: Any, event: str, cfg_notify: str | list | None, quie
     except Exception as e:  # noqa: BLE001 (a value not checked before training, an odd run folder)
         _warn(str(cfg_notify), _why(e), quiet)
         return []
-    try:
-        with warnings.catch_warnings():  # apprise's own imports of deprecated modules are not the user's concern
-            warnings.simplefilter("ignore", DeprecationWarning)
-            import apprise
-    except ImportError:
-        _warn(", ".join(map(str, targets)), f"apprise is not installed; {PIP}", quiet)
-        return []
-    title, body = _message(facts)
-    told = []
-    for target in targets:
+    with warnings.catch_warnings():  # apprise's (lazy) imports of deprecated modules are not the user's concern
+        warnings.simplefilter("ignore", DeprecationWarning)
         try:
-            ok, reason = _send(apprise, target, facts, title, body)
-        except Exception as e:  # noqa: BLE001 (whatever apprise or a backend raises, the run goes on)
-            ok, reason = False, _why(e)
-        if ok:
-            told.append(str(target))
-        else:
-            _warn(str(target), reason, quiet)
+            import apprise
+        except ImportError:
+            _warn(", ".join(map(str, targets)), f"apprise is not installed; {PIP}", quiet)
+            return []
+        title, body = _message(facts)
+        told = []
+        for target in targets:
+            try:
+                ok, reason = _send(apprise, target, facts, title, body)
+            except Exception as e:  # noqa: BLE001 (whatever apprise or a backend raises, the run goes on)
+                ok, reason = False, _why(e)
+            if ok:
+                told.append(str(target))
+            else:
+                _warn(str(target), reason, quiet)
     return told
 
 
@@ -166,7 +166,7 @@ def _message(facts: dict) -> tuple[str, str]:
     name = Path(facts["run"]).name if facts["run"] else "run"
     what = {"done": "finished", "failed": "failed", "interrupted": "was interrupted",
             "diverged": "is diverging"}[facts["event"]]
-    title = f"layerwise: {name} {what}"
+    title = f"layerwise run {name} {what}"
     epochs = facts["epochs"]
     lines = [f"{facts['run'] or 'the run'} {what}" + (f" after {epochs} epoch{'s' if epochs != 1 else ''}"
                                                       if isinstance(epochs, int) else "")
@@ -190,18 +190,18 @@ def _message(facts: dict) -> tuple[str, str]:
 def _send(apprise: Any, target: Target, facts: dict, title: str, body: str) -> tuple[bool, str]:
     """(told, why not) for one target."""
     if target.scheme == "desktop":
-        services = [s for url in _desktop_urls() if (s := _quietly(apprise, url)) is not None]
-        if not services:
+        service = next((s for url in _desktop_urls() if (s := _quietly(apprise, url)) is not None), None)
+        if service is None:
             return False, _no_desktop()
-        service = services[0]
     elif target.scheme == "webhook":
-        service = _quietly(apprise, _webhook(apprise, target.value, facts))
+        service = _quietly(apprise, _webhook(target.value, facts))
     else:
         service = _quietly(apprise, _mail_url(target.value))
     if service is None:
         return False, f"apprise cannot use this {target.scheme} target"
+    kind = getattr(apprise.NotifyType, KINDS[facts["event"]].upper())  # an Enum in apprise 2, constants before
     with _apprise_log() as log:
-        ok = bool(service.notify(body=body, title=title, notify_type=apprise.NotifyType(KINDS[facts["event"]])))
+        ok = bool(service.notify(body=body, title=title, notify_type=kind))
     return ok, "" if ok else _reason(log)
 
 
@@ -223,7 +223,7 @@ def _no_desktop() -> str:
     return "apprise needs dbus-python or PyGObject for desktop notifications: pip install dbus-python"
 
 
-def _webhook(apprise: Any, url: str, facts: dict) -> dict:
+def _webhook(url: str, facts: dict) -> dict:
     """apprise's json:// (jsons:// for https) service for the user's URL: the same host, port, path, login and
     query, POSTing apprise's title/message/type with the run's facts as top-level fields."""
     parts = urlsplit(url)
