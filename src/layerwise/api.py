@@ -117,6 +117,9 @@ def train(data: Any = None, *, resume: str | Path | None = None, config: str | N
 
     extra = extra_data(settings)
     cfg, module, data, info, given = _settings_for(resume, data, config, settings)
+    from .notify import DivergenceWatch, check_targets
+
+    check_targets(cfg.notify)  # a bad --notify value fails now, not when the run ends
     check_environment(cfg)  # before anything is loaded: a device that exists, a folder that can be written
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -150,6 +153,7 @@ def train(data: Any = None, *, resume: str | Path | None = None, config: str | N
     standard += [ProgressBar(metric, bar=None if cfg.progress else False)] if not quiet else []
     standard += [MetricsLog(run_dir / FILES["metrics"])]
     standard += [TensorBoard(run_dir / FILES["tensorboard"])] if cfg.tensorboard else []
+    standard += [DivergenceWatch(run_dir, cfg.notify, quiet)] if cfg.notify else []
     # the user's callbacks before the checkpoint, so that their state is saved with the epoch
     all_callbacks = [*extras, *task.callbacks(cfg, run_dir), *standard, *callbacks,
                      Checkpoint(run_dir / FILES["checkpoint"], cfg.checkpoint_minutes)]
@@ -169,7 +173,7 @@ def train(data: Any = None, *, resume: str | Path | None = None, config: str | N
     (run_dir / FILES["config"]).write_text(dump_yaml(cfg))
     write_json(run_dir / FILES["schema"], run.schema())
     write_json(run_dir / FILES["info"], info)
-    _fit(loop, run, all_callbacks[-1])
+    _fit(loop, run, all_callbacks[-1], quiet)
     return _finish(run, loop, prepared, quiet)
 
 
@@ -210,7 +214,7 @@ def has_checkpoint(path: Path) -> bool:
     return path.is_file() or path.with_name(path.name + ".prev").is_file()
 
 
-def _fit(loop: Any, run: Any, checkpoint: Any) -> None:
+def _fit(loop: Any, run: Any, checkpoint: Any, quiet: bool = False) -> None:
     """loop.fit() with the run's status kept in run.json: Ctrl-C or SIGTERM stops after the current batch and
     saves a checkpoint ("interrupted"); an error is recorded in one line ("failed"); running out of memory
     says to lower the batch size."""
@@ -237,6 +241,9 @@ def _fit(loop: Any, run: Any, checkpoint: Any) -> None:
         if not interrupted:
             run.info["error"] = f"{e.__class__.__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:300]
         write_json(run.path / FILES["info"], run.info)
+        from .notify import notify
+
+        notify(run, run.info["status"], loop.cfg.notify, quiet)
         if _out_of_memory(e):
             raise RunError(f"ran out of memory with batch_size {loop.cfg.batch_size}; try a smaller --batch-size, "
                            f"e.g. {max(1, loop.cfg.batch_size // 4)}.") from None
@@ -315,6 +322,9 @@ def _finish(run: Any, loop: Any, prepared: Any, quiet: bool):
     if metrics:  # what was measured, under its own name
         shown = "test" if "test_metrics" in info else "validation"
         say(f"{shown}: " + json.dumps({k: round(v, 4) for k, v in metrics.items()}), quiet)
+    from .notify import notify
+
+    notify(run, "done", run.config.notify, quiet)
     return run
 
 

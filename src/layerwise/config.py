@@ -200,6 +200,8 @@ SETTINGS: list[Setting] = [
       "Adam); without it, more epochs start a fresh optimizer", group=_RUN),
     S("progress", bool, True, "show a progress bar", group=_RUN),
     S("tensorboard", bool, True, "write TensorBoard event files into the run", group=_RUN),
+    S("notify", str, None, "tell when the run ends or fails: desktop, webhook:URL, mailto:ADDRESS (SMTP from "
+      "$LAYERWISE_SMTP_HOST/PORT/USER/PASSWORD/FROM); comma list", optional=True, group=_RUN),
 ]
 del S, _DATA, _TASK, _MODEL, _OPTIM, _REGUL, _TEXT, _SEQ, _AUDIO, _TRANSFER, _SEMI, _MOE, _GAN, _ANOMALY, _RUN
 
