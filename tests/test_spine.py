@@ -196,10 +196,16 @@ def test_progress_outside_a_terminal_is_one_plain_line_per_epoch(tmp_path):
     assert all(" loss " in ln and "val_accuracy " in ln and ln.endswith(" s") for ln in lines), lines
 
 
+def test_no_progress_still_prints_the_epoch_lines(tmp_path, capsys):
+    lw.train("digits", model="mlp", epochs=2, progress=False, tensorboard=False, out=tmp_path / "n")
+    err = capsys.readouterr().err
+    assert "\r" not in err and sum(ln.startswith("epoch ") for ln in err.splitlines()) == 2, err
+
+
 def test_progress_bar_false_prints_the_lines_and_true_draws_the_bar(tmp_path, capsys):
     from layerwise.fit.callbacks import ProgressBar
 
-    settings = {"model": "mlp", "epochs": 2, "progress": False, "tensorboard": False}
+    settings = {"model": "mlp", "epochs": 2, "tensorboard": False, "quiet": True}  # quiet: no bar of train's own
     lw.train("digits", out=tmp_path / "a", callbacks=[ProgressBar("accuracy", bar=False)], **settings)
     err = capsys.readouterr().err
     assert "\r" not in err and sum(ln.startswith("epoch ") for ln in err.splitlines()) == 2, err
