@@ -130,6 +130,9 @@ def _settings(data: Any, resume: Any, config: str | None, settings: dict) -> tup
         base = load_yaml(run_dir / FILES["config"])
         recorded = base.pop("data", None)
         data = recorded if data is None else data
+        if data is None:
+            raise ConfigError("this run was trained on in-memory data; pass the data again: "
+                              "federated(data, resume=RUN).")
         if isinstance(data, (str, Path)):
             settings["data"] = str(data)
         settings["out"] = str(run_dir)
@@ -146,8 +149,8 @@ def _check_task(cfg: Any, prepared: Any) -> None:
 
     task, n = prepared.task, len(prepared.train)
     if task.step is not None or type(task).optimizer is not Task.optimizer or task.callbacks(cfg, None):
-        raise ConfigError(f"federated learning does not train the {task.name} task (it needs its own step, "
-                          "optimizer or callbacks); use classify, regress or forecast.")
+        raise ConfigError(f"federated learning does not train the {task.name} task (it brings its own step, "
+                          "optimizer or callbacks); use a task such as classify or regress.")
     if cfg.clients > n:
         raise DataError(f"--clients {cfg.clients} is more than the {n} training samples; use at most {n} clients.")
     if cfg.non_iid is not None:
