@@ -22,6 +22,9 @@ EPILOG = """examples:
   layerwise serve runs/<run> --port 8000
 """
 SETTINGS_NOTE = "Each setting below is also a Python keyword and a key of --config YAML files."
+# groups of settings whose flags only one command takes (the others' --help stays short)
+COMMAND_GROUPS = {"federated learning": "federated"}
+FLAG_ALIASES = {"client_fraction": ("--fraction",)}
 
 
 class Parser(argparse.ArgumentParser):
@@ -55,27 +58,30 @@ def _is_number(s: str) -> bool:
     return True
 
 
-def _add_settings(p: argparse.ArgumentParser) -> None:
+def _add_settings(p: argparse.ArgumentParser, command: str = "train") -> None:
     """One flag per field of the settings schema, same names (underscores become dashes), listed in the
-    schema's groups; each help says its default once."""
-    groups = {name: p.add_argument_group(f"{name} ({desc})") for name, desc in GROUPS.items()}  # one line each
+    schema's groups; each help says its default once. A group of COMMAND_GROUPS goes to its command only."""
+    own_first = sorted(GROUPS, key=lambda name: COMMAND_GROUPS.get(name) != command)  # stable: GROUPS' order
+    groups = {name: p.add_argument_group(f"{name} ({GROUPS[name]})") for name in own_first  # one line each
+              if COMMAND_GROUPS.get(name, command) == command}
     for s in SETTINGS:
-        if s.name == "data":
+        if s.name == "data" or COMMAND_GROUPS.get(s.group, command) != command:
             continue
         if s.group not in groups:  # a setting outside GROUPS still gets its flag
             groups[s.group] = p.add_argument_group(s.group or "other settings")
         g = groups[s.group]
         flag = "--" + s.name.replace("_", "-")
+        flags = (flag, *FLAG_ALIASES.get(s.name, ()))
         head, paren, tail = s.help.partition(" (default")
         help_ = f"{head}: {', '.join(s.choices)}{paren}{tail}" if s.choices else s.help
         if "default" not in help_ and s.default is not None and s.default is not False:
             help_ += f" (default: {'on' if s.default is True else s.default})"
         if s.type is bool:
-            g.add_argument(flag, dest=s.name, action=argparse.BooleanOptionalAction, default=None, help=help_)
+            g.add_argument(*flags, dest=s.name, action=argparse.BooleanOptionalAction, default=None, help=help_)
         else:
             metavar = {int: "N", float: "X", list: "N,N"}.get(s.type, "NAME" if s.choices else "VALUE")
             alone = {"nargs": "?", "const": "default"} if s.name == "augment" else {}  # `--augment` alone
-            g.add_argument(flag, dest=s.name, default=None, metavar=metavar, help=help_, **alone)
+            g.add_argument(*flags, dest=s.name, default=None, metavar=metavar, help=help_, **alone)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -195,6 +201,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     sm = sub.add_parser("summary", help="the layers of a run's model: output shapes and parameters")
     sm.add_argument("run", metavar="RUN")
+
+    fe = sub.add_parser("federated", help="federated averaging: clients train on shards of the data, the server "
+                        "averages their weights (FedAvg)",
+                        usage="%(prog)s [DATA] [--clients N] [--rounds N] [--non-iid N] [--resume RUN] [--SETTING ...]",
+                        description=SETTINGS_NOTE)
+    fe.add_argument("source", nargs="?", metavar="DATA", help="data like `layerwise train` takes")
+    fe.add_argument("--config", metavar="YAML", help="read settings from a YAML file (flags win)")
+    fe.add_argument("--resume", metavar="RUN", help="continue a federated run from its last round")
+    _add_settings(fe, "federated")
 
     lf = sub.add_parser("lr-find", help="learning-rate range test: saves a plot, suggests a value",
                         usage="%(prog)s DATA [--config YAML] [--plot PNG] [--SETTING ...]",
@@ -549,6 +564,25 @@ def cmd_serve(args) -> int:
 
 
 COMMANDS["serve"] = cmd_serve
+
+
+def cmd_federated(args) -> int:
+    from .errors import ConfigError
+    from .federated import federated
+
+    if not args.source and not args.resume and not args.config:
+        raise ConfigError("give the data to train on, e.g. `layerwise federated digits --clients 10`, or --resume "
+                          "RUN.")
+    try:
+        federated(args.source, resume=args.resume, config=args.config, **_settings(args))
+    except KeyboardInterrupt:
+        print("interrupted; continue from the last finished round with `layerwise federated --resume RUN`.",
+              file=sys.stderr)
+        return 130
+    return 0
+
+
+COMMANDS["federated"] = cmd_federated
 
 if __name__ == "__main__":
     sys.exit(main())

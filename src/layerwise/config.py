@@ -34,9 +34,10 @@ GROUPS: dict[str, str] = {
     "mixture of experts": "experts in place of dense or feed-forward layers",
     "GAN": "image generators, --model gan: conditioning on labels or clusters",
     "anomaly & autoencoders": "autoencoder models, --task anomaly and reconstruct",
+    "federated learning": "layerwise federated: the clients, the rounds, how the data is dealt out",
     "output & run": "the run folder, checkpoints, logging, seed and hardware",
 }
-(_DATA, _TASK, _MODEL, _OPTIM, _REGUL, _TEXT, _SEQ, _AUDIO, _TRANSFER, _SEMI, _MOE, _GAN, _ANOMALY,
+(_DATA, _TASK, _MODEL, _OPTIM, _REGUL, _TEXT, _SEQ, _AUDIO, _TRANSFER, _SEMI, _MOE, _GAN, _ANOMALY, _FED,
  _RUN) = GROUPS
 
 
@@ -193,6 +194,15 @@ SETTINGS: list[Setting] = [
     S("device", str, "auto", "cpu, cuda, or auto", group=_RUN),
     S("threads", int, None, "CPU threads for torch (default: torch's choice)", {"ge": 1}, optional=True,
       group=_RUN),
+    # federated learning (`layerwise federated`, layerwise.federated)
+    S("clients", int, 10, "clients that each hold one shard of the training split", {"ge": 1}, group=_FED),
+    S("rounds", int, 20, "rounds of federated averaging", {"ge": 1}, group=_FED),
+    S("local_epochs", int, 1, "epochs each selected client trains on its shard per round", {"ge": 1},
+      group=_FED),
+    S("non_iid", int, None, "deal each client N classes (sorted label chunks, McMahan et al. 2017; default: "
+      "an IID random split)", {"ge": 1}, optional=True, group=_FED),
+    S("client_fraction", float, 1.0, "share of the clients selected each round", {"gt": 0, "le": 1},
+      group=_FED),
     # output
     S("out", str, None, "run folder (default: a new folder under runs/)", optional=True, group=_RUN),
     S("checkpoint_minutes", float, 5.0, "minutes between checkpoints within an epoch", {"gt": 0}, group=_RUN),
@@ -203,7 +213,7 @@ SETTINGS: list[Setting] = [
     S("notify", str, None, "tell when the run ends or fails: desktop, webhook:URL, mailto:ADDRESS (SMTP from "
       "$LAYERWISE_SMTP_HOST/PORT/USER/PASSWORD/FROM); comma list", optional=True, group=_RUN),
 ]
-del S, _DATA, _TASK, _MODEL, _OPTIM, _REGUL, _TEXT, _SEQ, _AUDIO, _TRANSFER, _SEMI, _MOE, _GAN, _ANOMALY, _RUN
+del S, _DATA, _TASK, _MODEL, _OPTIM, _REGUL, _TEXT, _SEQ, _AUDIO, _TRANSFER, _SEMI, _MOE, _GAN, _ANOMALY, _FED, _RUN
 
 _CONFIG = None
 
