@@ -46,7 +46,8 @@ def test_resume_equals_uninterrupted(tmp_path, crash_after_epoch):
 
 
 def test_truncated_checkpoint_falls_back(tmp_path):
-    lw.train("digits", out=tmp_path / "r", model="mlp", epochs=2, quiet=True, tensorboard=False)
+    # keep_optimizer: the run's checkpoints stay as training left them (a finished run drops the .prev)
+    lw.train("digits", out=tmp_path / "r", model="mlp", epochs=2, quiet=True, tensorboard=False, keep_optimizer=True)
     ck = tmp_path / "r" / "checkpoint.safetensors"
     ck.write_bytes(ck.read_bytes()[:100])
     from layerwise.fit.state import load_latest
@@ -60,7 +61,7 @@ def test_finished_checkpoints_shrink_and_the_run_still_extends(tmp_path):
     fresh optimizer and a one-line note."""
     from layerwise.fit.state import finish_checkpoints, load_latest
 
-    settings = {"model": "mlp", "quiet": True, "tensorboard": False}
+    settings = {"model": "mlp", "quiet": True, "tensorboard": False, "keep_optimizer": True}  # as training left it
     first = lw.train("digits", epochs=2, out=tmp_path / "r", **settings).history  # two saves, so a .prev
     ck, prev = tmp_path / "r" / "checkpoint.safetensors", tmp_path / "r" / "checkpoint.safetensors.prev"
     weights = (tmp_path / "r" / "model.safetensors").stat().st_size
@@ -83,7 +84,7 @@ def test_finish_checkpoints_keeps_the_optimizer_when_asked(tmp_path):
 
     from layerwise.fit.state import finish_checkpoints, load_latest
 
-    lw.train("digits", model="mlp", epochs=2, out=tmp_path / "r", quiet=True, tensorboard=False)
+    lw.train("digits", model="mlp", epochs=2, out=tmp_path / "r", quiet=True, tensorboard=False, keep_optimizer=True)
     ck = tmp_path / "r" / "checkpoint.safetensors"
     size = ck.stat().st_size
     finish_checkpoints(ck, keep_optimizer=True)

@@ -313,7 +313,8 @@ def _finish(run: Any, loop: Any, prepared: Any, quiet: bool):
     from .fit.state import finish_checkpoints
     from .run import FILES
 
-    finish_checkpoints(run.path / FILES["checkpoint"], run.config.keep_optimizer)  # keep what --resume needs
+    if not run.config.keep_optimizer:  # keep what --resume needs: no *.prev, no optimizer moments
+        finish_checkpoints(run.path / FILES["checkpoint"])
     from .report import write_report
 
     write_report(run, quiet=quiet)  # summary.txt, curves.png, confusion.png

@@ -206,8 +206,8 @@ SETTINGS: list[Setting] = [
     # output
     S("out", str, None, "run folder (default: a new folder under runs/)", optional=True, group=_RUN),
     S("checkpoint_minutes", float, 5.0, "minutes between checkpoints within an epoch", {"gt": 0}, group=_RUN),
-    S("keep_optimizer", bool, False, "keep the optimizer state in a finished run's checkpoint (3x its size with "
-      "Adam); without it, more epochs start a fresh optimizer", group=_RUN),
+    S("keep_optimizer", bool, False, "keep a finished run's full checkpoints (optimizer state, the previous one); "
+      "without it, more epochs start a fresh optimizer", group=_RUN),
     S("progress", bool, True, "show a progress bar", group=_RUN),
     S("tensorboard", bool, True, "write TensorBoard event files into the run", group=_RUN),
     S("notify", str, None, "tell when the run ends or fails: desktop, webhook:URL, mailto:ADDRESS (SMTP from "
