@@ -193,8 +193,7 @@ SETTINGS: list[Setting] = [
     S("device", str, "auto", "cpu, cuda, or auto", group=_RUN),
     S("threads", int, None, "CPU threads for torch (default: torch's choice)", {"ge": 1}, optional=True,
       group=_RUN),
-    S("workers", int, 1, "processes that train together on this machine, each on its part of every batch: "
-      "`layerwise train --workers N` starts them with torchrun (docs/distributed.md)", {"ge": 1}, group=_RUN),
+    S("workers", int, 1, "processes sharing each batch (torchrun; docs/distributed.md)", {"ge": 1}, group=_RUN),
     # output
     S("out", str, None, "run folder (default: a new folder under runs/)", optional=True, group=_RUN),
     S("checkpoint_minutes", float, 5.0, "minutes between checkpoints within an epoch", {"gt": 0}, group=_RUN),
