@@ -121,6 +121,8 @@ def train(data: Any = None, *, resume: str | Path | None = None, config: str | N
 
     check_targets(cfg.notify)  # a bad --notify value fails now, not when the run ends
     check_environment(cfg)  # before anything is loaded: a device that exists, a folder that can be written
+    group = _group(cfg, resume, quiet)  # under torchrun: this process's rank; None in a single process
+    quiet = quiet or (group is not None and group.rank > 0)  # rank 0 speaks and writes for all
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     prepared = prepare_data(cfg, None if isinstance(data, (str, Path)) else data, quiet=quiet, **extra)
@@ -130,14 +132,20 @@ def train(data: Any = None, *, resume: str | Path | None = None, config: str | N
     say(prepared.counts_table(), quiet)
     model, model_name = _model(cfg, prepared, module, given, quiet)
     device = ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
+    device = group.device if group is not None else device
     bf16, channels_last, why = choose_precision(cfg, model_name, device, prepared.pre.spec()["kind"])
     task = prepared.task
     say(f"model: {model_name} ({count_parameters(model):,} parameters); task: {task.describe()}; "
         f"precision: {why}; device: {device}", quiet)
     extras = [cb for option in options for cb in option.callbacks(cfg, prepared, model)]
     step = next((o.step for o in options if o.step is not None), None) or task.step
+    if group is not None:
+        group.check(cfg, step)
 
-    run_dir = _run_dir(cfg, model_name, resume)
+    run_dir = _run_dir(cfg, model_name, resume) if group is None or group.rank == 0 else None
+    if group is not None:  # rank 0's folder (and a barrier: the others have read the saved settings)
+        run_dir = group.broadcast(run_dir)
+        cfg.out = str(run_dir)
     info = {**info, "model": model_name, "parameters": count_parameters(model), "task": task.name,
             "data": cfg.data, "precision": "bf16" if bf16 else "fp32", "status": "running",
             "created": info.get("created", time.strftime("%Y-%m-%d %H:%M:%S"))}
@@ -151,9 +159,11 @@ def train(data: Any = None, *, resume: str | Path | None = None, config: str | N
     standard = [EarlyStopping(metric, mode, cfg.early_stopping)] if cfg.early_stopping and prepared.val is not None else []
     # a bar in a terminal, one plain line per epoch elsewhere and with --no-progress
     standard += [ProgressBar(metric, bar=None if cfg.progress else False)] if not quiet else []
-    standard += [MetricsLog(run_dir / FILES["metrics"])]
-    standard += [TensorBoard(run_dir / FILES["tensorboard"])] if cfg.tensorboard else []
-    standard += [DivergenceWatch(run_dir, cfg.notify, quiet)] if cfg.notify else []
+    writes = group is None or group.rank == 0
+    standard += [MetricsLog(run_dir / FILES["metrics"])] if writes else []
+    standard += [TensorBoard(run_dir / FILES["tensorboard"])] if cfg.tensorboard and writes else []
+    standard += [DivergenceWatch(run_dir, cfg.notify, quiet)] if cfg.notify and writes else []
+    standard += [group.callback()] if group is not None else []
     # the user's callbacks before the checkpoint, so that their state is saved with the epoch
     all_callbacks = [*extras, *task.callbacks(cfg, run_dir), *standard, *callbacks,
                      Checkpoint(run_dir / FILES["checkpoint"], cfg.checkpoint_minutes)]
@@ -168,13 +178,38 @@ def train(data: Any = None, *, resume: str | Path | None = None, config: str | N
         say(f"resuming {str(run_dir)!r} at epoch {loop.epoch + 1}, batch {loop.batch_idx}", quiet)
     elif resume is not None:
         say(f"note: {str(run_dir)!r} stopped before its first checkpoint; training it from the beginning", quiet)
+    if group is not None:  # after the checkpoint: every rank holds its weights
+        group.attach(loop)
     if module is None:  # the saved config names what was used: the model, the learning rate
         cfg.model, cfg.lr = model_name, cfg.lr or max(loop.base_lrs)
+    if not writes:
+        _fit(loop, run, all_callbacks[-1], quiet)
+        run._loop = loop
+        return run  # its model holds the weights rank 0 saves
     (run_dir / FILES["config"]).write_text(dump_yaml(cfg))
     write_json(run_dir / FILES["schema"], run.schema())
     write_json(run_dir / FILES["info"], info)
     _fit(loop, run, all_callbacks[-1], quiet)
     return _finish(run, loop, prepared, quiet)
+
+
+def _group(cfg: Any, resume: Any, quiet: bool) -> Any:
+    """The process group under torchrun, None in a single process; cfg.workers records how many trained."""
+    from .errors import ConfigError
+    from .fit.distributed import Group
+
+    group = Group.start(cfg.device)
+    if group is None and cfg.workers > 1:
+        if resume is None:
+            raise ConfigError(f"workers={cfg.workers} is for the command line, which starts the processes: "
+                              f"`layerwise train DATA --workers {cfg.workers}` (or torchrun, see "
+                              "docs/distributed.md).")
+        say(f"note: this run trained with {cfg.workers} workers; continuing in one process (the same batches "
+            f"and schedule; add --workers {cfg.workers} for {cfg.workers})", quiet)
+    size = group.size if group is not None else 1
+    if cfg.workers != size:
+        cfg.workers = size
+    return group
 
 
 def check_environment(cfg: Any) -> None:
@@ -240,10 +275,11 @@ def _fit(loop: Any, run: Any, checkpoint: Any, quiet: bool = False) -> None:
         run.info.update(status="interrupted" if interrupted else "failed", epochs_done=loop.epoch)
         if not interrupted:
             run.info["error"] = f"{e.__class__.__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:300]
-        write_json(run.path / FILES["info"], run.info)
-        from .notify import notify
+        if getattr(loop, "rank", 0) == 0:  # under torchrun, rank 0 keeps the run's record
+            write_json(run.path / FILES["info"], run.info)
+            from .notify import notify
 
-        notify(run, run.info["status"], loop.cfg.notify, quiet)
+            notify(run, run.info["status"], loop.cfg.notify, quiet)
         if _out_of_memory(e):
             raise RunError(f"ran out of memory with batch_size {loop.cfg.batch_size}; try a smaller --batch-size, "
                            f"e.g. {max(1, loop.cfg.batch_size // 4)}.") from None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -228,6 +229,7 @@ def _settings(args: argparse.Namespace) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # `train --workers N` passes them on to torchrun
     if not args.command:
         parser.print_help()
         return 0
@@ -273,8 +275,26 @@ def cmd_train(args) -> int:
 
     if not args.source and not args.resume and not args.config:
         raise ConfigError("give the data to train on, e.g. `layerwise train digits`, or --resume RUN.")
+    workers = _workers(args)
+    if workers > 1 and int(os.environ.get("WORLD_SIZE") or 1) == 1:  # not yet under torchrun: start it
+        from .fit.distributed import launch
+
+        return launch(args.argv, workers, args.threads)
     train(args.source, resume=args.resume, config=args.config, **_settings(args))
     return 0
+
+
+def _workers(args) -> int:
+    """--workers N, or `workers` of the --config file; 1 without them (a bad value: train() says so)."""
+    value = args.workers
+    if value is None and args.config:
+        from .config import load_yaml
+
+        value = load_yaml(args.config).get("workers")
+    try:
+        return int(value or 1)
+    except (TypeError, ValueError):
+        return 1
 
 
 def cmd_evaluate(args) -> int:

@@ -203,6 +203,7 @@ SETTINGS: list[Setting] = [
       "an IID random split)", {"ge": 1}, optional=True, group=_FED),
     S("client_fraction", float, 1.0, "share of the clients selected each round", {"gt": 0, "le": 1},
       group=_FED),
+    S("workers", int, 1, "processes sharing each batch (torchrun; docs/distributed.md)", {"ge": 1}, group=_RUN),
     # output
     S("out", str, None, "run folder (default: a new folder under runs/)", optional=True, group=_RUN),
     S("checkpoint_minutes", float, 5.0, "minutes between checkpoints within an epoch", {"gt": 0}, group=_RUN),

@@ -43,7 +43,7 @@ class ProgressBar(Callback):
     def on_batch_end(self, loop: Loop) -> None:
         if self.bar is None:
             return
-        self.bar.update(len(loop.y))
+        self.bar.update(len(loop.y) * getattr(loop, "world_size", 1))  # every rank's part of the batch
         now = time.perf_counter()
         if now - self.last > 0.5:
             self.last = now
@@ -127,7 +127,8 @@ class Checkpoint(Callback):
         self.save(loop)
 
     def save(self, loop: Loop) -> None:
-        save_state(loop.state_dict(), self.path)
+        if getattr(loop, "rank", 0) == 0:  # under torchrun, rank 0 writes for all (fit/distributed.py)
+            save_state(loop.state_dict(), self.path)
         self.last = time.monotonic()
 
 
@@ -184,7 +185,7 @@ class Augment(Callback):
 
     def on_epoch_start(self, loop: Loop) -> None:
         if loop.batch_idx == 0:
-            self.generator.manual_seed(loop.cfg.seed * 7919 + loop.epoch)
+            self.generator.manual_seed(loop.cfg.seed * 7919 + loop.epoch + 104_729 * getattr(loop, "rank", 0))
 
     def on_batch_start(self, loop: Loop) -> None:
         from ..data.policies import augment_batch

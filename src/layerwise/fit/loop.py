@@ -52,10 +52,12 @@ class Loop:
         self.callbacks = sorted(callbacks, key=lambda c: getattr(c, "order", 0))  # stable: ties keep their order
         self._hooks = {e: [getattr(c, f"on_{e}") for c in self.callbacks if hasattr(c, f"on_{e}")] for e in EVENTS}
         self.step_fn = step_fn or default_step
-        n = len(self.train_y)
-        self.batch_size = min(cfg.batch_size, n)
-        self.steps_per_epoch = n // self.batch_size + (1 if n % self.batch_size > 1 else 0)
-        self.total_steps = cfg.epochs * self.steps_per_epoch
+        # one process unless fit/distributed.py's Group.attach makes this loop one rank of several: then `net`
+        # is the DistributedDataParallel around `model` that training steps call, and each rank takes its part
+        # of every batch (weighted by grad_weight when the parts differ in size)
+        self.rank, self.world_size, self.dist, self.net, self.grad_weight = 0, 1, None, model, 1.0
+        self.batch_size = min(cfg.batch_size, len(self.train_y))
+        self.count_steps()
         self.epoch = self.step = self.batch_idx = 0
         self.history: list[dict] = []
         self.val_metrics: dict[str, float] = {}
@@ -64,6 +66,12 @@ class Loop:
         self.inputs: tuple = ()
         self.y = self.out = self.loss = None
         self.stats: dict[str, float] = {}  # numbers a step reports for the callbacks (a GAN's d_loss, ...)
+
+    def count_steps(self) -> None:
+        """Steps per epoch and in all; a last partial batch with fewer than 2 rows per process is dropped."""
+        n, bs = len(self.train_y), self.batch_size
+        self.steps_per_epoch = n // bs + (1 if n % bs >= 2 * self.world_size else 0)
+        self.total_steps = self.cfg.epochs * self.steps_per_epoch
 
     @classmethod
     def for_inference(cls, model: torch.nn.Module, task: Any, bf16: bool = False, channels_last: bool = False):
@@ -105,6 +113,8 @@ class Loop:
             self.fire("epoch_start")
             while self.batch_idx < self.steps_per_epoch and not self.stop and not self.interrupted:
                 idx = perm[self.batch_idx * bs:(self.batch_idx + 1) * bs]
+                if self.dist is not None:  # this rank's part of the global batch
+                    idx = self.dist.shard(self, idx)
                 self.inputs = self.batch_inputs(tuple(x[idx] for x in self.train_inputs))
                 self.y = self.train_y[idx]
                 f = lr_factor(self.step, self.total_steps, self.cfg, self.steps_per_epoch)
@@ -121,8 +131,11 @@ class Loop:
             if self.interrupted:  # the caller saves a checkpoint at this batch; the epoch goes on at resume
                 return self.history
             self.train_loss = float(self.loss_sum / max(1, self.loss_count))
+            if self.dist is not None:  # the mean over the ranks; validation on rank 0, its metrics everywhere
+                self.train_loss = self.dist.mean(self.train_loss)
             if self.val is not None:
-                self.val_metrics = self.evaluate(self.val)
+                self.val_metrics = self.evaluate(self.val) if self.dist is None else \
+                    self.dist.on_rank0(self.evaluate, self.val)
                 self.fire("validation_end")
             self.history.append({"epoch": self.epoch + 1, "train_loss": self.train_loss,
                                  **{f"val_{k}": v for k, v in self.val_metrics.items()},
@@ -173,7 +186,7 @@ class Loop:
 def default_step(loop: Loop) -> None:
     """Forward, loss, backward, optional gradient clipping, optimizer step."""
     with loop.autocast():
-        loop.out = loop.model(*loop.inputs)
+        loop.out = loop.net(*loop.inputs)
         loop.loss = loop.task.loss(loop.out, loop.y)
     backward_and_step(loop)
 
@@ -181,7 +194,7 @@ def default_step(loop: Loop) -> None:
 def backward_and_step(loop: Loop) -> None:
     """The rest of every step once loop.loss is set: after_loss, backward, after_backward, clipping, update."""
     loop.fire("after_loss")
-    loop.loss.backward()
+    (loop.loss if loop.grad_weight == 1.0 else loop.loss * loop.grad_weight).backward()
     loop.fire("after_backward")
     if loop.cfg.grad_clip:
         torch.nn.utils.clip_grad_norm_(loop.model.parameters(), loop.cfg.grad_clip)
