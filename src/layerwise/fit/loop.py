@@ -194,7 +194,8 @@ def default_step(loop: Loop) -> None:
 def backward_and_step(loop: Loop) -> None:
     """The rest of every step once loop.loss is set: after_loss, backward, after_backward, clipping, update."""
     loop.fire("after_loss")
-    (loop.loss if loop.grad_weight == 1.0 else loop.loss * loop.grad_weight).backward()
+    weight = getattr(loop, "grad_weight", 1.0)  # a rank's share of the global batch (fit/distributed.py)
+    (loop.loss if weight == 1.0 else loop.loss * weight).backward()
     loop.fire("after_backward")
     if loop.cfg.grad_clip:
         torch.nn.utils.clip_grad_norm_(loop.model.parameters(), loop.cfg.grad_clip)
