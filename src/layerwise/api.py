@@ -53,22 +53,6 @@ def extra_data(settings: dict) -> dict:
             and not isinstance(settings[k], (str, Path))}
 
 
-SCHEMA_PARTS = {"input": "the preprocessing (tokenizer, scaling, shapes)", "task": "the targets (classes)"}
-
-
-def check_same_data(run, schema_path: Path) -> None:
-    """Resume only on data that gives the run's preprocessing and classes again: other data would feed the
-    saved weights inputs (token ids, scaled values, class indices) they were not trained on."""
-    from .run import _jsonable
-
-    saved = json.loads(schema_path.read_text())
-    now = json.loads(json.dumps(run.schema(), default=_jsonable))
-    changed = [what for part, what in SCHEMA_PARTS.items() if now[part] != saved.get(part)]
-    if changed:
-        raise RunError(f"the data differs from the data this run was trained on ({' and '.join(changed)} changed); "
-                       "resume with the same data, or start a new run on the new data.")
-
-
 def _settings_for(resume: Any, data: Any, config: str | None, settings: dict) -> tuple[Any, Any, Any, dict, set]:
     """(cfg, module, data, info, given): new settings, or those of the run to resume (`given`: the names the
     user set, which defaults never override)."""
@@ -113,7 +97,7 @@ def train(data: Any = None, *, resume: str | Path | None = None, config: str | N
     from .fit.state import load_latest
     from .models import count_parameters
     from .options import active_options
-    from .run import FILES, Run, write_json
+    from .run import FILES, Run, check_same_data, write_json
 
     extra = extra_data(settings)
     cfg, module, data, info, given = _settings_for(resume, data, config, settings)
@@ -151,7 +135,7 @@ def train(data: Any = None, *, resume: str | Path | None = None, config: str | N
             "created": info.get("created", time.strftime("%Y-%m-%d %H:%M:%S"))}
     run = Run(run_dir, cfg, prepared.pre, task, model, info)
     if resume is not None:
-        check_same_data(run, run_dir / FILES["schema"])
+        check_same_data(run, run_dir / FILES["schema"])  # run.py
 
     metric, mode = cfg.monitor or task.monitor[0], task.monitor[1]
     if cfg.monitor and cfg.monitor != task.monitor[0]:

@@ -42,7 +42,7 @@ def federated(data: Any = None, *, resume: str | Path | None = None, config: str
     from .fit.state import load_latest
     from .models import count_parameters
     from .options import active_options
-    from .run import Run, write_json
+    from .run import Run, check_same_data, write_json
     from .tasks import prepare_data
 
     cfg, data, info = _settings(data, resume, config, settings)
@@ -77,7 +77,7 @@ def federated(data: Any = None, *, resume: str | Path | None = None, config: str
                           else "iid", "shard_sizes": [len(s) for s in shards]}}
     run = Run(run_dir, cfg, prepared.pre, task, model, info)
     if resume is not None:
-        _check_same_data(run, run_dir / FILES["schema"])
+        check_same_data(run, run_dir / FILES["schema"])
     standard = [RoundLog(run_dir / FILES["metrics"]), *([] if quiet else [_Progress()])]
     fed = FedAvg(model, task, cfg, (prepared.train.inputs, prepared.train.y), shards,
                  (prepared.val.inputs, prepared.val.y) if prepared.val is not None else None,
@@ -225,16 +225,6 @@ def _run_dir(cfg: Any, model_name: str, resume: Any) -> Path:
     run_dir.mkdir(parents=True, exist_ok=True)
     cfg.out = str(run_dir)
     return run_dir
-
-
-def _check_same_data(run: Any, schema_path: Path) -> None:
-    from .run import _jsonable
-
-    saved = json.loads(schema_path.read_text())
-    now = json.loads(json.dumps(run.schema(), default=_jsonable))
-    if any(now[part] != saved.get(part) for part in ("input", "task")):
-        raise RunError("the data differs from the data this run was trained on; resume with the same data, or "
-                       "start a new run on the new data.")
 
 
 class _Progress:

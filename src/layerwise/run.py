@@ -56,6 +56,20 @@ def read_info(path: Path) -> dict:
         raise RunError(f"{str(info)!r} is damaged; the run cannot be read.") from None
 
 
+SCHEMA_PARTS = {"input": "the preprocessing (tokenizer, scaling, shapes)", "task": "the targets (classes)"}
+
+
+def check_same_data(run, schema_path: Path) -> None:
+    """Resume only on data that gives the run's preprocessing and classes again: other data would feed the
+    saved weights inputs (token ids, scaled values, class indices) they were not trained on."""
+    saved = json.loads(schema_path.read_text())
+    now = json.loads(json.dumps(run.schema(), default=_jsonable))
+    changed = [what for part, what in SCHEMA_PARTS.items() if now[part] != saved.get(part)]
+    if changed:
+        raise RunError(f"the data differs from the data this run was trained on ({' and '.join(changed)} changed); "
+                       "resume with the same data, or start a new run on the new data.")
+
+
 class Run:
     """A trained model with its preprocessing and task: evaluate, predict, save, load.
 
