@@ -240,7 +240,7 @@ def _fit(loop: Any, run: Any, checkpoint: Any, quiet: bool = False) -> None:
     import signal
     import threading
 
-    from .run import FILES, write_json
+    from .run import FILES, stopped_info, write_json
 
     def stop(signum, frame):
         if loop.interrupted:  # a second Ctrl-C: stop now
@@ -255,10 +255,7 @@ def _fit(loop: Any, run: Any, checkpoint: Any, quiet: bool = False) -> None:
             checkpoint.save(loop)
             raise KeyboardInterrupt(str(run.path))
     except BaseException as e:
-        interrupted = isinstance(e, KeyboardInterrupt)
-        run.info.update(status="interrupted" if interrupted else "failed", epochs_done=loop.epoch)
-        if not interrupted:
-            run.info["error"] = f"{e.__class__.__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:300]
+        stopped_info(run.info, e, loop.epoch)
         if getattr(loop, "rank", 0) == 0:  # under torchrun, rank 0 keeps the run's record
             write_json(run.path / FILES["info"], run.info)
             from .notify import notify

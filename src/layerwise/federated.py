@@ -42,7 +42,7 @@ def federated(data: Any = None, *, resume: str | Path | None = None, config: str
     from .fit.state import load_latest
     from .models import count_parameters
     from .options import active_options
-    from .run import Run, check_same_data, write_json
+    from .run import Run, check_same_data, stopped_info, write_json
     from .tasks import prepare_data
 
     cfg, data, info = _settings(data, resume, config, settings)
@@ -99,10 +99,7 @@ def federated(data: Any = None, *, resume: str | Path | None = None, config: str
     try:
         fed.fit()
     except BaseException as e:
-        interrupted = isinstance(e, KeyboardInterrupt)
-        info.update(status="interrupted" if interrupted else "failed", epochs_done=fed.round, rounds_done=fed.round)
-        if not interrupted:
-            info["error"] = f"{e.__class__.__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:300]
+        stopped_info(info, e, fed.round)["rounds_done"] = fed.round
         write_json(run_dir / FILES["info"], info)
         raise
     return _finish(run, fed, prepared, quiet)

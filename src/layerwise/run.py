@@ -70,6 +70,16 @@ def check_same_data(run, schema_path: Path) -> None:
                        "resume with the same data, or start a new run on the new data.")
 
 
+def stopped_info(info: dict, e: BaseException, epochs_done: int) -> dict:
+    """run.json's record of a training that stopped on `e`: "interrupted" (Ctrl-C, SIGTERM) or "failed" with the
+    error in one line."""
+    interrupted = isinstance(e, KeyboardInterrupt)
+    info.update(status="interrupted" if interrupted else "failed", epochs_done=epochs_done)
+    if not interrupted:
+        info["error"] = f"{e.__class__.__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:300]
+    return info
+
+
 class Run:
     """A trained model with its preprocessing and task: evaluate, predict, save, load.
 
